@@ -1,0 +1,192 @@
+//! The one trait every database d1ctl talks to implements: local SQLite files and the D1 HTTP API.
+//!
+//! Everything above this layer (ledgers, apply, status, drift) is written as batches of SQL
+//! statements, so a backend only has to run a batch atomically and hand back its rows.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+/// An SQL value, as SQLite and D1 know them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Integer(value) => Some(*value),
+            #[expect(clippy::cast_possible_truncation, reason = "D1 returns integers as JSON numbers")]
+            Value::Real(value) if value.fract() == 0.0 => Some(*value as i64),
+            Value::Text(text) => text.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Text rendering used where a value is shown or compared as text.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::Integer(value) => Some(value.to_string()),
+            Value::Real(value) => Some(value.to_string()),
+            Value::Text(text) => Some(text.clone()),
+            Value::Blob(bytes) => Some(hex::encode(bytes)),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::Text(value.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::Text(value)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Integer(value)
+    }
+}
+
+/// One statement of a batch, with its positional (`?`) parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    pub fn with_params(sql: impl Into<String>, params: Vec<Value>) -> Self {
+        Self {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// The rows one statement returned (empty for statements without rows).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Rows {
+    /// The value of `column` in `row`, or `Null` when the column is absent.
+    pub fn get<'a>(&'a self, row: &'a [Value], column: &str) -> &'a Value {
+        self.columns
+            .iter()
+            .position(|name| name == column)
+            .and_then(|index| row.get(index))
+            .unwrap_or(&Value::Null)
+    }
+}
+
+/// What kind of database an environment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Sqlite,
+    D1,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Sqlite => "sqlite",
+            BackendKind::D1 => "d1",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// A statement of the batch failed; the whole batch was rolled back.
+    #[error("{message}")]
+    Statement {
+        /// Index of the failing statement in the batch, when the backend can tell.
+        index: Option<usize>,
+        message: String,
+    },
+    /// The database could not be reached or opened; nothing was run.
+    #[error("{message}")]
+    Unavailable { message: String, hint: Option<String> },
+    /// The request may or may not have committed (its response was lost).
+    #[error("{message}")]
+    OutcomeUnknown { message: String },
+    /// Any other error of a backend, kept typed for the printer.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl BackendError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BackendError::Unavailable { hint, .. } => hint.clone(),
+            BackendError::OutcomeUnknown { .. } => Some(
+                "d1ctl re-reads the ledger to learn whether it committed; run `d1ctl status` to see the state"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// True for "no such table" style failures, which ledger reads treat as "table absent".
+    pub fn is_missing_table(&self) -> Option<String> {
+        match self {
+            BackendError::Statement { message, .. } => message
+                .split("no such table: ")
+                .nth(1)
+                .map(|rest| {
+                    rest.split([':', ' ', ','])
+                        .next()
+                        .unwrap_or_default()
+                        .trim_start_matches("main.")
+                        .to_owned()
+                }),
+            _ => None,
+        }
+    }
+}
+
+/// A database d1ctl can read and migrate.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+
+    /// Where the database is, for messages: a path, or `name (uuid)` of a D1 database.
+    fn location(&self) -> String;
+
+    /// Runs every statement in one atomic unit: all commit or none. Returns one `Rows` per
+    /// statement.
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError>;
+
+    /// Runs read-only statements; a backend may retry these freely.
+    async fn read(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {
+        self.batch(statements).await
+    }
+}

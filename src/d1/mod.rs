@@ -1,0 +1,1 @@
+//! Cloudflare D1 HTTP API: shared wire types (`api`) and, later, the client.
