@@ -28,7 +28,10 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Integer(value) => Some(*value),
-            #[expect(clippy::cast_possible_truncation, reason = "D1 returns integers as JSON numbers")]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "D1 returns integers as JSON numbers"
+            )]
             Value::Real(value) if value.fract() == 0.0 => Some(*value as i64),
             Value::Text(text) => text.parse().ok(),
             _ => None,
@@ -134,7 +137,10 @@ pub enum BackendError {
     },
     /// The database could not be reached or opened; nothing was run.
     #[error("{message}")]
-    Unavailable { message: String, hint: Option<String> },
+    Unavailable {
+        message: String,
+        hint: Option<String>,
+    },
     /// The request may or may not have committed (its response was lost).
     #[error("{message}")]
     OutcomeUnknown { message: String },
@@ -158,16 +164,15 @@ impl BackendError {
     /// True for "no such table" style failures, which ledger reads treat as "table absent".
     pub fn is_missing_table(&self) -> Option<String> {
         match self {
-            BackendError::Statement { message, .. } => message
-                .split("no such table: ")
-                .nth(1)
-                .map(|rest| {
+            BackendError::Statement { message, .. } => {
+                message.split("no such table: ").nth(1).map(|rest| {
                     rest.split([':', ' ', ','])
                         .next()
                         .unwrap_or_default()
                         .trim_start_matches("main.")
                         .to_owned()
-                }),
+                })
+            }
             _ => None,
         }
     }

@@ -1,0 +1,151 @@
+//! The printer owns every byte d1ctl writes to the terminal: data on stdout, messages, warnings,
+//! errors and progress on stderr.
+
+use std::io::{IsTerminal, Write};
+
+use indicatif::ProgressDrawTarget;
+use serde::Serialize;
+
+use crate::cli::{ColorChoice, Format, GlobalArgs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    Bold,
+    Dim,
+    Green,
+    Red,
+    Yellow,
+    Cyan,
+}
+
+impl Style {
+    fn code(self) -> &'static str {
+        match self {
+            Style::Bold => "1",
+            Style::Dim => "2",
+            Style::Green => "32",
+            Style::Red => "31",
+            Style::Yellow => "33",
+            Style::Cyan => "36",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Printer {
+    pub(crate) format: Format,
+    quiet: bool,
+    verbose: bool,
+    stdout_color: bool,
+    stderr_color: bool,
+    stderr_is_terminal: bool,
+}
+
+impl Printer {
+    pub(crate) fn new(global: &GlobalArgs, no_color_env: bool) -> Self {
+        let stdout_is_terminal = std::io::stdout().is_terminal();
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        let color = |terminal: bool| match global.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && !no_color_env,
+        };
+        Self {
+            format: global.format,
+            quiet: global.quiet,
+            verbose: global.verbose,
+            stdout_color: color(stdout_is_terminal),
+            stderr_color: color(stderr_is_terminal),
+            stderr_is_terminal,
+        }
+    }
+
+    pub(crate) fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    pub(crate) fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// Data on stdout: printed even with `--quiet`.
+    #[expect(clippy::unused_self, reason = "all output goes through the printer")]
+    pub(crate) fn data(&self, text: &str) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    }
+
+    pub(crate) fn json(&self, value: &impl Serialize) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+        self.data(&text)
+    }
+
+    /// A message on stderr, hidden by `--quiet`.
+    pub(crate) fn message(&self, text: &str) {
+        if !self.quiet {
+            write_stderr(text);
+        }
+    }
+
+    /// A detail shown with `--verbose`.
+    pub(crate) fn detail(&self, text: &str) {
+        if self.verbose {
+            write_stderr(&self.paint(Style::Dim, text));
+        }
+    }
+
+    pub(crate) fn warning(&self, text: &str) {
+        if !self.quiet {
+            write_stderr(&format!("{}: {text}", self.paint(Style::Yellow, "warning")));
+        }
+    }
+
+    /// An error with its hint; never hidden.
+    pub(crate) fn error(&self, text: &str, hint: Option<&str>) {
+        let mut message = format!("{}: {text}", self.paint(Style::Red, "error"));
+        if let Some(hint) = hint {
+            message.push_str(&format!("\n\n{}: {hint}", self.paint(Style::Cyan, "hint")));
+        }
+        write_stderr(&message);
+    }
+
+    /// `text` styled for stderr (plain when colour is off).
+    pub(crate) fn paint(&self, style: Style, text: &str) -> String {
+        paint(self.stderr_color, style, text)
+    }
+
+    /// `text` styled for stdout (plain when colour is off).
+    pub(crate) fn paint_out(&self, style: Style, text: &str) -> String {
+        paint(self.stdout_color, style, text)
+    }
+
+    /// Where progress bars draw: stderr on a terminal, nowhere otherwise or when quiet.
+    pub(crate) fn progress_target(&self) -> ProgressDrawTarget {
+        if self.quiet || !self.stderr_is_terminal {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        }
+    }
+}
+
+fn paint(enabled: bool, style: Style, text: &str) -> String {
+    if enabled {
+        format!("\x1b[{}m{text}\x1b[0m", style.code())
+    } else {
+        text.to_owned()
+    }
+}
+
+fn write_stderr(text: &str) {
+    let mut err = std::io::stderr().lock();
+    // Nothing sensible is left to do when stderr itself is gone.
+    let _ = err.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = err.write_all(b"\n");
+    }
+}

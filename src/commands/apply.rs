@@ -1,0 +1,291 @@
+//! `d1ctl apply ENV`: apply every pending migration, each atomically with its ledger rows.
+
+use serde::Serialize;
+
+use crate::cli::ApplyArgs;
+use crate::cli::printer::Style;
+use crate::cli::reporter::ApplyProgress;
+use crate::commands::{Context, ExitStatus, UserError, actor, display_path, read_ledgers};
+use crate::core::apply::{self, Applied, Problem};
+use crate::core::ledger::{self, Ledgers, State};
+use crate::core::migrations::Migration;
+
+#[derive(Serialize)]
+struct ApplyReport<'a> {
+    environment: &'a str,
+    backend: String,
+    location: String,
+    dry_run: bool,
+    applied: Vec<Applied>,
+    pending: Vec<PendingMigration<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure: Option<FailureReport>,
+}
+
+#[derive(Serialize)]
+struct PendingMigration<'a> {
+    name: &'a str,
+    statements: usize,
+    bytes: usize,
+}
+
+#[derive(Serialize)]
+struct FailureReport {
+    migration: String,
+    statement: Option<usize>,
+    line: Option<usize>,
+    message: String,
+    not_attempted: Vec<String>,
+}
+
+pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<ExitStatus> {
+    let printer = &context.printer;
+    let registry = context.registry()?;
+    let env = registry.resolve(&args.environment)?;
+    if env.protected {
+        return Err(UserError::new(
+            format!(
+                "env `{}` is protected; `apply` does not write to protected environments",
+                env.name
+            ),
+            format!(
+                "promote to it with gates and a confirmation: `d1ctl promote --to {}`",
+                env.name
+            ),
+        )
+        .into());
+    }
+    let set = context.migrations(&registry)?;
+    let backend = context.backend(env)?;
+    printer.message(&context.target_line(env, backend.as_ref()));
+
+    let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
+    let state = read_ledgers(&ledgers, backend.as_ref(), env).await?;
+    let statuses = ledger::compare(&set, &state, set.layout);
+
+    let mut edited = false;
+    for status in &statuses {
+        match (status.state, status.line_endings_only) {
+            (State::ChecksumMismatch, Some(true)) => printer.warning(&format!(
+                "`{}` differs from what ran on `{}` only in line endings",
+                status.name, env.name
+            )),
+            (State::ChecksumMismatch, _) => {
+                edited = true;
+                printer.error(
+                    &format!(
+                        "`{}` was edited after it ran on `{}` (recorded sha256 {}, file sha256 {})",
+                        status.name,
+                        env.name,
+                        short(status.recorded_sha256.as_deref()),
+                        short(status.local_sha256.as_deref())
+                    ),
+                    None,
+                );
+            }
+            (State::MissingLocally, _) => printer.warning(&format!(
+                "`{}` is recorded as applied on `{}` but is not in `{}`",
+                status.name,
+                env.name,
+                display_path(&set.dir)
+            )),
+            _ => {}
+        }
+    }
+    if edited {
+        printer.error(
+            "refusing to apply: an applied migration's file no longer matches what ran",
+            Some("restore the file from version control and put the change in a new migration (`d1ctl new NAME`)"),
+        );
+        return Ok(ExitStatus::Failure);
+    }
+
+    let pending: Vec<&Migration> = statuses
+        .iter()
+        .filter(|s| s.state == State::Pending)
+        .filter_map(|s| set.get(&s.name))
+        .collect();
+    let problems = apply::check_pending(&pending, backend.kind());
+    if !problems.is_empty() {
+        for problem in &problems {
+            printer.error(&describe_problem(&set.dir, problem), Some(&problem.hint));
+        }
+        printer.message("nothing was applied");
+        return Ok(ExitStatus::Error);
+    }
+
+    let pending_report: Vec<PendingMigration<'_>> = pending
+        .iter()
+        .map(|m| PendingMigration {
+            name: &m.name,
+            statements: m.statements.len(),
+            bytes: m.size,
+        })
+        .collect();
+    let mut report = ApplyReport {
+        environment: &env.name,
+        backend: backend.kind().to_string(),
+        location: backend.location(),
+        dry_run: args.dry_run,
+        applied: Vec::new(),
+        pending: pending_report,
+        failure: None,
+    };
+
+    if args.dry_run || pending.is_empty() {
+        if printer.is_json() {
+            printer.json(&report)?;
+        } else if pending.is_empty() {
+            printer.message(&format!("`{}` is up to date: nothing to apply", env.name));
+        } else {
+            let mut out = format!(
+                "would apply {} migration(s) to `{}`:\n",
+                pending.len(),
+                env.name
+            );
+            for migration in &report.pending {
+                out.push_str(&format!(
+                    "  {} ({} statements)\n",
+                    migration.name, migration.statements
+                ));
+            }
+            printer.data(&out)?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+
+    let applied_by = actor();
+    // Migrations some other tool applied get their rows in the ledgers that lack them, so
+    // wrangler, drizzle and d1ctl agree before anything new runs.
+    let sync = apply::sync_statements(
+        &set,
+        &statuses,
+        &ledgers,
+        &state,
+        &format!("{applied_by} (adopted)"),
+    );
+    let state = if sync.is_empty() {
+        state
+    } else {
+        backend
+            .batch(&sync)
+            .await
+            .map_err(anyhow::Error::from)
+            .map_err(|error| {
+                error.context(format!(
+                    "could not bring the ledgers of `{}` in step",
+                    env.name
+                ))
+            })?;
+        printer.detail("recorded already-applied migrations in the ledgers that lacked them");
+        read_ledgers(&ledgers, backend.as_ref(), env).await?
+    };
+
+    let progress = ApplyProgress::new(printer, &env.name);
+    let outcome = apply::apply(
+        backend.as_ref(),
+        &ledgers,
+        &state,
+        &pending,
+        &applied_by,
+        &progress,
+    )
+    .await;
+    for applied in &outcome.applied {
+        printer.message(&format!(
+            "{} {} ({} statements, {} ms)",
+            printer.paint(Style::Green, "applied"),
+            applied.name,
+            applied.statements,
+            applied.duration_ms
+        ));
+    }
+    report.applied = outcome.applied;
+    let Some(failure) = outcome.failure else {
+        if printer.is_json() {
+            printer.json(&report)?;
+        } else {
+            printer.message(&format!(
+                "{} {} migration(s) applied to `{}`",
+                printer.paint(Style::Green, "done:"),
+                report.applied.len(),
+                env.name
+            ));
+        }
+        return Ok(ExitStatus::Success);
+    };
+
+    let where_ = match (failure.statement, failure.line) {
+        (Some(statement), Some(line)) => format!(" at statement {statement} (line {line})"),
+        _ if failure.in_ledger => " while writing its ledger rows".to_owned(),
+        _ => String::new(),
+    };
+    let file = set
+        .get(&failure.migration)
+        .map_or_else(|| failure.migration.clone(), |m| display_path(&m.path));
+    printer.error(
+        &format!(
+            "migration `{}` failed{where_}: {}",
+            failure.migration, failure.error
+        ),
+        None,
+    );
+    // Say exactly what the database holds now, from the database itself.
+    let now = match read_ledgers(&ledgers, backend.as_ref(), env).await {
+        Ok(state) => {
+            let statuses = ledger::compare(&set, &state, set.layout);
+            let applied = statuses.iter().filter(|s| s.is_applied()).count();
+            let failed_recorded = statuses
+                .iter()
+                .any(|s| s.name == failure.migration && s.is_applied());
+            format!(
+                "`{}` now has {applied} migration(s) applied; `{}` {}{}",
+                env.name,
+                failure.migration,
+                if failed_recorded {
+                    "is recorded as applied (its batch committed)"
+                } else {
+                    "was rolled back and left no trace"
+                },
+                if failure.not_attempted.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not attempted: {}", failure.not_attempted.join(", "))
+                }
+            )
+        }
+        Err(error) => format!("could not re-read the ledgers of `{}`: {error:#}", env.name),
+    };
+    printer.message(&now);
+    printer.message(&format!(
+        "\n{}: fix `{file}` and run `d1ctl apply {}` again; it continues from `{}`",
+        printer.paint(Style::Cyan, "hint"),
+        env.name,
+        failure.migration
+    ));
+    report.failure = Some(FailureReport {
+        migration: failure.migration.clone(),
+        statement: failure.statement,
+        line: failure.line,
+        message: failure.error.to_string(),
+        not_attempted: failure.not_attempted.clone(),
+    });
+    if printer.is_json() {
+        printer.json(&report)?;
+    }
+    Ok(ExitStatus::Failure)
+}
+
+fn describe_problem(dir: &std::path::Path, problem: &Problem) -> String {
+    let file = display_path(&dir.join(&problem.migration));
+    match (problem.statement, problem.line) {
+        (Some(statement), Some(line)) => {
+            format!("{file}:{line}: statement {statement} {}", problem.message)
+        }
+        _ => format!("{file}: {}", problem.message),
+    }
+}
+
+fn short(hash: Option<&str>) -> &str {
+    hash.and_then(|h| h.get(..12)).unwrap_or("?")
+}

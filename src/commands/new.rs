@@ -1,0 +1,68 @@
+//! `d1ctl new NAME`: create the next migration file, named as wrangler names it.
+
+use serde::Serialize;
+
+use crate::cli::NewArgs;
+use crate::commands::{Context, ExitStatus, UserError, display_path};
+use crate::core::clock;
+use crate::core::migrations::{self, Layout, MigrationError};
+
+#[derive(Serialize)]
+struct Created {
+    name: String,
+    path: String,
+}
+
+pub(crate) fn new(args: &NewArgs, context: &Context) -> anyhow::Result<ExitStatus> {
+    let name = args.name.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(UserError::new(
+            format!("`{}` cannot name a migration", args.name),
+            "use words with letters, digits and `_`, e.g. `d1ctl new add_users`",
+        )
+        .into());
+    }
+    let registry = context.registry()?;
+    let dir = &registry.project.migrations_dir;
+    let set = match migrations::load(dir, registry.project.layout) {
+        Ok(set) => set,
+        Err(MigrationError::MissingDir { .. }) => {
+            fs_err::create_dir_all(dir)?;
+            migrations::load(dir, registry.project.layout)?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if set.layout == Layout::Drizzle {
+        return Err(UserError::new(
+            format!("`{}` is a drizzle-kit folder; its migrations come from your schema", display_path(dir)),
+            "run `drizzle-kit generate` (or `drizzle-kit generate --custom --name NAME` for hand-written SQL)",
+        )
+        .into());
+    }
+    let file_name = migrations::next_migration_name(&set.migrations, name.trim_end_matches(".sql"));
+    let path = dir.join(&file_name);
+    let number = file_name.split('_').next().unwrap_or_default();
+    // wrangler's header line: `-- Migration number: NNNN` TAB ISO-8601 time.
+    let header = format!(
+        "-- Migration number: {number} \t {}\n",
+        clock::iso8601_now()
+    );
+    fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, header.as_bytes()))?;
+    let created = Created {
+        name: file_name,
+        path: display_path(&path),
+    };
+    if context.printer.is_json() {
+        context.printer.json(&created)?;
+    } else {
+        context
+            .printer
+            .message(&format!("created `{}`", created.path));
+        context.printer.data(&created.path)?;
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,218 @@
+//! Applying pending migrations: each migration and all its ledger rows in one atomic batch.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::backend::{Backend, BackendError, BackendKind, Statement};
+use crate::core::ledger::{LedgerPresence, LedgerState, Ledgers, MigrationStatus};
+use crate::core::migrations::{Migration, MigrationSet};
+use crate::core::sql::{self, D1_MAX_STATEMENT_BYTES};
+
+/// Progress of an apply, implemented by the terminal layer.
+pub trait ApplyReporter: Send + Sync {
+    fn on_start(&self, _total: usize) {}
+    fn on_migration_start(&self, _name: &str) {}
+    fn on_migration_done(&self, _name: &str, _elapsed: Duration) {}
+    fn on_finish(&self) {}
+}
+
+/// A reporter that shows nothing.
+pub struct NoProgress;
+
+impl ApplyReporter for NoProgress {}
+
+/// Something in a pending migration that stops it from being applied at all.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub migration: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Checks the pending migrations before anything is sent: each needs a statement, none may
+/// control transactions (d1ctl runs each migration in its own), and D1 caps statement size.
+pub fn check_pending(pending: &[&Migration], kind: BackendKind) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for migration in pending {
+        if migration.statements.is_empty() {
+            problems.push(Problem {
+                migration: migration.name.clone(),
+                statement: None,
+                line: None,
+                message: "has no SQL statements".to_owned(),
+                hint: "write the migration's SQL into it, or delete the file".to_owned(),
+            });
+        }
+        for (index, statement) in migration.statements.iter().enumerate() {
+            if sql::is_transaction_control(&statement.sql) {
+                problems.push(Problem {
+                    migration: migration.name.clone(),
+                    statement: Some(index + 1),
+                    line: Some(statement.line),
+                    message: format!(
+                        "`{}` controls a transaction; D1 refuses BEGIN/COMMIT/SAVEPOINT",
+                        sql::leading_keywords(&statement.sql, 2).join(" ")
+                    ),
+                    hint: "remove it: d1ctl already applies every migration as one atomic unit"
+                        .to_owned(),
+                });
+            }
+            if kind == BackendKind::D1 && statement.sql.len() > D1_MAX_STATEMENT_BYTES {
+                problems.push(Problem {
+                    migration: migration.name.clone(),
+                    statement: Some(index + 1),
+                    line: Some(statement.line),
+                    message: format!(
+                        "is {} bytes; D1 refuses statements over {D1_MAX_STATEMENT_BYTES} bytes (SQLITE_TOOBIG)",
+                        statement.sql.len()
+                    ),
+                    hint: "split the statement, e.g. one INSERT per batch of rows".to_owned(),
+                });
+            }
+        }
+    }
+    problems
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub name: String,
+    pub statements: usize,
+    pub duration_ms: u64,
+}
+
+/// Where and why an apply stopped.
+#[derive(Debug)]
+pub struct ApplyFailure {
+    pub migration: String,
+    /// 1-based statement number in the migration, when the backend can tell.
+    pub statement: Option<usize>,
+    pub line: Option<usize>,
+    /// `true` when a ledger write failed rather than the migration's own SQL.
+    pub in_ledger: bool,
+    pub error: BackendError,
+    /// Pending migrations after the failing one, not attempted.
+    pub not_attempted: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyOutcome {
+    pub applied: Vec<Applied>,
+    pub failure: Option<ApplyFailure>,
+}
+
+/// Applies `pending` in order, each in one batch with its ledger rows; stops at the first failure.
+pub async fn apply(
+    backend: &dyn Backend,
+    ledgers: &Ledgers,
+    state: &LedgerState,
+    pending: &[&Migration],
+    applied_by: &str,
+    reporter: &dyn ApplyReporter,
+) -> ApplyOutcome {
+    let mut outcome = ApplyOutcome::default();
+    reporter.on_start(pending.len());
+    // Ledger tables are created inside the first migration's batch, so a failure leaves no trace.
+    let mut create = ledgers.create_statements(state);
+    for (position, migration) in pending.iter().enumerate() {
+        reporter.on_migration_start(&migration.name);
+        let started = Instant::now();
+        let mut statements: Vec<Statement> = create.clone();
+        statements.extend(ledgers.record_statements(migration, state, applied_by, None));
+        let offset = statements.len();
+        statements.extend(
+            migration
+                .statements
+                .iter()
+                .map(|s| Statement::new(s.sql.clone())),
+        );
+        statements.push(Ledgers::duration_statement(migration));
+        match backend.batch(&statements).await {
+            Ok(_) => {
+                let elapsed = started.elapsed();
+                reporter.on_migration_done(&migration.name, elapsed);
+                outcome.applied.push(Applied {
+                    name: migration.name.clone(),
+                    statements: migration.statements.len(),
+                    duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                });
+                create.clear();
+            }
+            Err(error) => {
+                let index = match &error {
+                    BackendError::Statement { index, .. } => *index,
+                    _ => None,
+                };
+                let in_migration = index
+                    .filter(|i| *i >= offset && *i < offset + migration.statements.len())
+                    .map(|i| i - offset);
+                outcome.failure = Some(ApplyFailure {
+                    migration: migration.name.clone(),
+                    statement: in_migration.map(|i| i + 1),
+                    line: in_migration.map(|i| migration.statements[i].line),
+                    in_ledger: index.is_some() && in_migration.is_none(),
+                    error,
+                    not_attempted: pending[position + 1..]
+                        .iter()
+                        .map(|m| m.name.clone())
+                        .collect(),
+                });
+                break;
+            }
+        }
+    }
+    reporter.on_finish();
+    outcome
+}
+
+/// Rows that bring the ledgers in step: migrations applied per one ledger but absent from
+/// another (e.g. applied by plain wrangler, so d1ctl's and drizzle's ledgers lack them).
+pub fn sync_statements(
+    set: &MigrationSet,
+    statuses: &[MigrationStatus],
+    ledgers: &Ledgers,
+    state: &LedgerState,
+    applied_by: &str,
+) -> Vec<Statement> {
+    let wants_drizzle = ledgers.layout == crate::core::migrations::Layout::Drizzle;
+    let mut statements = Vec::new();
+    for status in statuses
+        .iter()
+        .filter(|s| s.state == crate::core::ledger::State::Applied)
+    {
+        let Some(migration) = set.get(&status.name) else {
+            continue;
+        };
+        let complete = LedgerPresence {
+            wrangler: true,
+            d1ctl: true,
+            drizzle: wants_drizzle,
+        };
+        if status.ledgers.wrangler
+            && status.ledgers.d1ctl
+            && (status.ledgers.drizzle || !complete.drizzle)
+        {
+            continue;
+        }
+        statements.extend(ledgers.record_statements(
+            migration,
+            state,
+            applied_by,
+            Some(&LedgerPresence {
+                drizzle: status.ledgers.drizzle || !wants_drizzle,
+                ..status.ledgers
+            }),
+        ));
+    }
+    if !statements.is_empty() {
+        let mut all = ledgers.create_statements(state);
+        all.append(&mut statements);
+        return all;
+    }
+    statements
+}

@@ -1,0 +1,595 @@
+//! The ledgers of an environment: wrangler's `d1_migrations`, drizzle's `__drizzle_migrations`
+//! and d1ctl's own `_d1ctl_migrations`, read together and written in step.
+
+use serde::Serialize;
+
+use crate::backend::{Backend, BackendError, Rows, Statement, Value};
+use crate::core::migrations::{Layout, Migration, MigrationSet};
+use crate::core::sql::quote_identifier;
+
+/// d1ctl's own ledger: the basis of checksum verification.
+pub const D1CTL_TABLE: &str = "_d1ctl_migrations";
+/// drizzle's ledger (drizzle-orm's default `migrationsTable`).
+pub const DRIZZLE_TABLE: &str = "__drizzle_migrations";
+
+/// Which ledger tables exist on an environment and what they hold.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerState {
+    /// wrangler's ledger, `None` when the table does not exist.
+    pub wrangler: Option<Vec<WranglerRow>>,
+    pub d1ctl: Option<Vec<D1ctlRow>>,
+    pub drizzle: Option<DrizzleLedger>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WranglerRow {
+    pub name: String,
+    pub applied_at: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct D1ctlRow {
+    pub name: String,
+    pub sha256: String,
+    pub sha256_lf: String,
+    pub applied_at: Option<String>,
+    pub applied_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DrizzleLedger {
+    pub rows: Vec<DrizzleRow>,
+    /// drizzle v1 tables carry `name` and `applied_at` columns.
+    pub has_name_column: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DrizzleRow {
+    pub hash: String,
+    pub created_at: Option<i64>,
+    pub name: Option<String>,
+}
+
+/// The ledger tables of a project: wrangler's (configurable name), d1ctl's and drizzle's.
+#[derive(Debug, Clone)]
+pub struct Ledgers {
+    pub wrangler_table: String,
+    pub layout: Layout,
+}
+
+impl Ledgers {
+    pub fn new(wrangler_table: &str, layout: Layout) -> Self {
+        Self {
+            wrangler_table: wrangler_table.to_owned(),
+            layout,
+        }
+    }
+
+    /// Every table name a schema comparison must ignore.
+    pub fn table_names(&self) -> [&str; 3] {
+        [&self.wrangler_table, D1CTL_TABLE, DRIZZLE_TABLE]
+    }
+
+    /// wrangler's `CREATE TABLE` text, byte for byte (workers-sdk `getCreateMigrationsTableQuery`).
+    pub fn wrangler_ddl(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}(\n\t\tid         INTEGER PRIMARY KEY AUTOINCREMENT,\n\t\tname       TEXT UNIQUE,\n\t\tapplied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n);",
+            quote_identifier(&self.wrangler_table)
+        )
+    }
+
+    pub fn d1ctl_ddl() -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {D1CTL_TABLE} (\n  name TEXT PRIMARY KEY NOT NULL,\n  sha256 TEXT NOT NULL,\n  sha256_lf TEXT NOT NULL,\n  applied_at TEXT NOT NULL,\n  applied_by TEXT NOT NULL,\n  duration_ms INTEGER,\n  statements INTEGER NOT NULL,\n  d1ctl_version TEXT NOT NULL\n)"
+        )
+    }
+
+    /// drizzle-orm 0.x's D1 migrator text, whitespace included.
+    pub fn drizzle_ddl() -> String {
+        format!(
+            "\n\t\tCREATE TABLE IF NOT EXISTS {} (\n\t\t\tid SERIAL PRIMARY KEY,\n\t\t\thash text NOT NULL,\n\t\t\tcreated_at numeric\n\t\t)\n\t",
+            quote_identifier(DRIZZLE_TABLE)
+        )
+    }
+
+    /// Reads every ledger in one batch; a table that does not exist is left `None`.
+    ///
+    /// The first attempt assumes the tables exist (one request on a tracked database); when one
+    /// is missing, `sqlite_master` tells which exist and a second batch reads those.
+    pub async fn read(&self, backend: &dyn Backend) -> Result<LedgerState, BackendError> {
+        let all = [
+            LedgerTable::Wrangler,
+            LedgerTable::D1ctl,
+            LedgerTable::Drizzle,
+        ];
+        match backend.read(&self.read_statements(&all)).await {
+            Ok(rows) => Ok(Self::parse(&all, &rows)),
+            Err(error) if error.is_missing_table().is_some() => {
+                let names = self.table_names();
+                let existing = backend
+                    .read(&[Statement::with_params(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?)",
+                        names.iter().map(|n| Value::from(*n)).collect(),
+                    )])
+                    .await?;
+                let present: Vec<String> = existing[0]
+                    .rows
+                    .iter()
+                    .filter_map(|row| row[0].as_str().map(str::to_owned))
+                    .collect();
+                let tables: Vec<LedgerTable> = all
+                    .into_iter()
+                    .filter(|table| present.iter().any(|p| p == self.name_of(*table)))
+                    .collect();
+                if tables.is_empty() {
+                    return Ok(LedgerState::default());
+                }
+                let rows = backend.read(&self.read_statements(&tables)).await?;
+                Ok(Self::parse(&tables, &rows))
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn name_of(&self, table: LedgerTable) -> &str {
+        match table {
+            LedgerTable::Wrangler => &self.wrangler_table,
+            LedgerTable::D1ctl => D1CTL_TABLE,
+            LedgerTable::Drizzle => DRIZZLE_TABLE,
+        }
+    }
+
+    fn read_statements(&self, tables: &[LedgerTable]) -> Vec<Statement> {
+        tables
+            .iter()
+            .map(|table| {
+                Statement::new(match table {
+                    LedgerTable::Wrangler => format!(
+                        "SELECT name, applied_at FROM {} ORDER BY id",
+                        quote_identifier(&self.wrangler_table)
+                    ),
+                    LedgerTable::D1ctl => format!(
+                        "SELECT name, sha256, sha256_lf, applied_at, applied_by FROM {D1CTL_TABLE} ORDER BY applied_at, name"
+                    ),
+                    LedgerTable::Drizzle => format!("SELECT * FROM {}", quote_identifier(DRIZZLE_TABLE)),
+                })
+            })
+            .collect()
+    }
+
+    fn parse(tables: &[LedgerTable], results: &[Rows]) -> LedgerState {
+        let mut state = LedgerState::default();
+        for (table, rows) in tables.iter().zip(results) {
+            let text = |row: &[Value], column: &str| rows.get(row, column).to_text();
+            match table {
+                LedgerTable::Wrangler => {
+                    state.wrangler = Some(
+                        rows.rows
+                            .iter()
+                            // wrangler's `name` column is nullable; a NULL name names no migration.
+                            .filter_map(|row| {
+                                Some(WranglerRow {
+                                    name: text(row, "name")?,
+                                    applied_at: text(row, "applied_at"),
+                                })
+                            })
+                            .collect(),
+                    );
+                }
+                LedgerTable::D1ctl => {
+                    state.d1ctl = Some(
+                        rows.rows
+                            .iter()
+                            .map(|row| D1ctlRow {
+                                name: text(row, "name").unwrap_or_default(),
+                                sha256: text(row, "sha256").unwrap_or_default(),
+                                sha256_lf: text(row, "sha256_lf").unwrap_or_default(),
+                                applied_at: text(row, "applied_at"),
+                                applied_by: text(row, "applied_by"),
+                            })
+                            .collect(),
+                    );
+                }
+                LedgerTable::Drizzle => {
+                    state.drizzle = Some(DrizzleLedger {
+                        has_name_column: rows.columns.iter().any(|c| c == "name"),
+                        rows: rows
+                            .rows
+                            .iter()
+                            .map(|row| DrizzleRow {
+                                hash: text(row, "hash").unwrap_or_default(),
+                                created_at: rows.get(row, "created_at").as_i64(),
+                                name: text(row, "name"),
+                            })
+                            .collect(),
+                    });
+                }
+            }
+        }
+        state
+    }
+
+    /// Statements that create the ledger tables this project writes and that do not exist yet.
+    pub fn create_statements(&self, state: &LedgerState) -> Vec<Statement> {
+        let mut statements = Vec::new();
+        if state.wrangler.is_none() {
+            statements.push(Statement::new(self.wrangler_ddl()));
+        }
+        if state.d1ctl.is_none() {
+            statements.push(Statement::new(Self::d1ctl_ddl()));
+        }
+        if self.layout == Layout::Drizzle && state.drizzle.is_none() {
+            statements.push(Statement::new(Self::drizzle_ddl()));
+        }
+        statements
+    }
+
+    /// The ledger rows recording `migration` as applied, for every ledger this project keeps.
+    /// `missing` limits them to the ledgers that lack the migration (used to bring ledgers in step).
+    pub fn record_statements(
+        &self,
+        migration: &Migration,
+        state: &LedgerState,
+        applied_by: &str,
+        missing: Option<&LedgerPresence>,
+    ) -> Vec<Statement> {
+        let mut statements = Vec::new();
+        if missing.is_none_or(|m| !m.wrangler) {
+            statements.push(Statement::with_params(
+                format!(
+                    "INSERT INTO {} (name) VALUES (?)",
+                    quote_identifier(&self.wrangler_table)
+                ),
+                vec![Value::from(migration.name.as_str())],
+            ));
+        }
+        if missing.is_none_or(|m| !m.d1ctl) {
+            statements.push(Statement::with_params(
+                format!(
+                    "INSERT INTO {D1CTL_TABLE} (name, sha256, sha256_lf, applied_at, applied_by, duration_ms, statements, d1ctl_version) VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, NULL, ?, ?)"
+                ),
+                vec![
+                    Value::from(migration.name.as_str()),
+                    Value::from(migration.sha256.as_str()),
+                    Value::from(migration.sha256_lf.as_str()),
+                    Value::from(applied_by),
+                    Value::Integer(i64::try_from(migration.statements.len()).unwrap_or(i64::MAX)),
+                    Value::from(env!("CARGO_PKG_VERSION")),
+                ],
+            ));
+        }
+        if self.layout == Layout::Drizzle
+            && missing.is_none_or(|m| !m.drizzle)
+            && let Some(entry) = &migration.drizzle
+        {
+            let v1 = state.drizzle.as_ref().is_some_and(|d| d.has_name_column);
+            statements.push(if v1 {
+                Statement::with_params(
+                    format!(
+                        "INSERT INTO {} (\"hash\", \"created_at\", \"name\", \"applied_at\") VALUES(?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                        quote_identifier(DRIZZLE_TABLE)
+                    ),
+                    vec![
+                        Value::from(migration.sha256.as_str()),
+                        Value::Integer(entry.when),
+                        Value::from(entry.tag.as_str()),
+                    ],
+                )
+            } else {
+                Statement::with_params(
+                    format!(
+                        "INSERT INTO {} (\"hash\", \"created_at\") VALUES(?, ?)",
+                        quote_identifier(DRIZZLE_TABLE)
+                    ),
+                    vec![Value::from(migration.sha256.as_str()), Value::Integer(entry.when)],
+                )
+            });
+        }
+        statements
+    }
+
+    /// Sets d1ctl's `duration_ms` from the row's own `applied_at`: the last statement of a
+    /// migration's batch, so the duration is measured by the database inside the same unit.
+    pub fn duration_statement(migration: &Migration) -> Statement {
+        Statement::with_params(
+            format!(
+                "UPDATE {D1CTL_TABLE} SET duration_ms = CAST(round((julianday('now') - julianday(applied_at)) * 86400000) AS INTEGER) WHERE name = ?"
+            ),
+            vec![Value::from(migration.name.as_str())],
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LedgerTable {
+    Wrangler,
+    D1ctl,
+    Drizzle,
+}
+
+/// The state of one migration on one environment. The JSON words are a stable contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Applied,
+    Pending,
+    ChecksumMismatch,
+    MissingLocally,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Applied => "applied",
+            State::Pending => "pending",
+            State::ChecksumMismatch => "checksum_mismatch",
+            State::MissingLocally => "missing_locally",
+        }
+    }
+}
+
+/// Which ledgers record a migration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerPresence {
+    pub wrangler: bool,
+    pub d1ctl: bool,
+    pub drizzle: bool,
+}
+
+impl LedgerPresence {
+    pub fn any(self) -> bool {
+        self.wrangler || self.d1ctl || self.drizzle
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationStatus {
+    pub name: String,
+    pub state: State,
+    /// For `checksum_mismatch`: the file differs from what ran only in line endings (or a BOM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line_endings_only: Option<bool>,
+    /// Whether a recorded checksum confirmed the file (false when only wrangler's ledger knows it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_by: Option<String>,
+    pub ledgers: LedgerPresence,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_sha256: Option<String>,
+}
+
+impl MigrationStatus {
+    pub fn is_applied(&self) -> bool {
+        matches!(
+            self.state,
+            State::Applied | State::ChecksumMismatch | State::MissingLocally
+        )
+    }
+}
+
+/// Compares the folder with an environment's ledgers: folder migrations in folder order, then
+/// what the ledgers hold that the folder lacks.
+pub fn compare(set: &MigrationSet, state: &LedgerState, layout: Layout) -> Vec<MigrationStatus> {
+    let drizzle_map = map_drizzle_rows(set, state);
+    let mut statuses = Vec::with_capacity(set.migrations.len());
+    for (index, migration) in set.migrations.iter().enumerate() {
+        let wrangler_row = state
+            .wrangler
+            .iter()
+            .flatten()
+            .find(|row| row.name == migration.name);
+        let d1ctl_row = state
+            .d1ctl
+            .iter()
+            .flatten()
+            .find(|row| row.name == migration.name);
+        let drizzle_row = drizzle_map
+            .iter()
+            .find(|(_, mapped)| *mapped == Some(index))
+            .map(|(row, _)| *row);
+        let ledgers = LedgerPresence {
+            wrangler: wrangler_row.is_some(),
+            d1ctl: d1ctl_row.is_some(),
+            drizzle: drizzle_row.is_some(),
+        };
+        let mut status = MigrationStatus {
+            name: migration.name.clone(),
+            state: State::Pending,
+            line_endings_only: None,
+            verified: None,
+            applied_at: None,
+            applied_by: None,
+            ledgers,
+            recorded_sha256: None,
+            local_sha256: None,
+        };
+        if !ledgers.any() {
+            statuses.push(status);
+            continue;
+        }
+        status.applied_at = d1ctl_row
+            .and_then(|row| row.applied_at.clone())
+            .or_else(|| wrangler_row.and_then(|row| row.applied_at.clone()));
+        status.applied_by = d1ctl_row.and_then(|row| row.applied_by.clone());
+        // The strongest record wins: d1ctl's checksums, then drizzle's hash of the raw file.
+        let recorded = d1ctl_row
+            .map(|row| (row.sha256.clone(), Some(row.sha256_lf.clone())))
+            .or_else(|| {
+                drizzle_row
+                    .filter(|row| !row.hash.is_empty())
+                    .map(|row| (row.hash.clone(), None))
+            });
+        if let Some((sha256, sha256_lf)) = recorded {
+            if sha256 == migration.sha256 {
+                status.state = State::Applied;
+                status.verified = Some(true);
+            } else {
+                // drizzle hashed the raw text it ran; if that equals the LF form of today's
+                // file, only line endings changed.
+                let line_endings_only =
+                    sha256_lf.as_deref().unwrap_or(&sha256) == migration.sha256_lf;
+                status.state = State::ChecksumMismatch;
+                status.line_endings_only = Some(line_endings_only);
+                status.recorded_sha256 = Some(sha256);
+                status.local_sha256 = Some(migration.sha256.clone());
+            }
+        } else {
+            status.state = State::Applied;
+            status.verified = Some(false);
+        }
+        statuses.push(status);
+    }
+
+    // What the ledgers hold and the folder does not.
+    let mut missing: Vec<MigrationStatus> = Vec::new();
+    let mut push_missing = |name: String,
+                            ledgers: LedgerPresence,
+                            applied_at: Option<String>,
+                            recorded: Option<String>| {
+        if let Some(existing) = missing.iter_mut().find(|m| m.name == name) {
+            existing.ledgers.wrangler |= ledgers.wrangler;
+            existing.ledgers.d1ctl |= ledgers.d1ctl;
+            existing.ledgers.drizzle |= ledgers.drizzle;
+            return;
+        }
+        missing.push(MigrationStatus {
+            name,
+            state: State::MissingLocally,
+            line_endings_only: None,
+            verified: None,
+            applied_at,
+            applied_by: None,
+            ledgers,
+            recorded_sha256: recorded,
+            local_sha256: None,
+        });
+    };
+    for row in state.wrangler.iter().flatten() {
+        if set.get(&row.name).is_none() {
+            push_missing(
+                row.name.clone(),
+                LedgerPresence {
+                    wrangler: true,
+                    ..LedgerPresence::default()
+                },
+                row.applied_at.clone(),
+                None,
+            );
+        }
+    }
+    for row in state.d1ctl.iter().flatten() {
+        if set.get(&row.name).is_none() {
+            push_missing(
+                row.name.clone(),
+                LedgerPresence {
+                    d1ctl: true,
+                    ..LedgerPresence::default()
+                },
+                row.applied_at.clone(),
+                Some(row.sha256.clone()),
+            );
+        }
+    }
+    if layout == Layout::Drizzle {
+        for (row, mapped) in &drizzle_map {
+            if mapped.is_none() {
+                let name = row.name.as_ref().map_or_else(
+                    || {
+                        format!(
+                            "{DRIZZLE_TABLE}:{}@{}",
+                            row.hash.get(..12).unwrap_or(&row.hash),
+                            row.created_at
+                                .map_or_else(|| "?".to_owned(), |c| c.to_string())
+                        )
+                    },
+                    |name| format!("{name}.sql"),
+                );
+                push_missing(
+                    name,
+                    LedgerPresence {
+                        drizzle: true,
+                        ..LedgerPresence::default()
+                    },
+                    None,
+                    Some(row.hash.clone()),
+                );
+            }
+        }
+    }
+    statuses.extend(missing);
+    statuses
+}
+
+/// Maps each drizzle ledger row to the folder migration it records: by v1 `name`, else by
+/// `created_at` = the journal's `when` (the hash breaks ties), else by hash alone.
+fn map_drizzle_rows<'a>(
+    set: &MigrationSet,
+    state: &'a LedgerState,
+) -> Vec<(&'a DrizzleRow, Option<usize>)> {
+    let Some(ledger) = &state.drizzle else {
+        return Vec::new();
+    };
+    let mut taken = vec![false; set.migrations.len()];
+    let mut mapped = Vec::with_capacity(ledger.rows.len());
+    for row in &ledger.rows {
+        let candidates: Vec<usize> = set
+            .migrations
+            .iter()
+            .enumerate()
+            .filter(|(index, migration)| {
+                !taken[*index]
+                    && migration
+                        .drizzle
+                        .as_ref()
+                        .is_some_and(|entry| match &row.name {
+                            Some(name) => *name == entry.tag,
+                            None => Some(entry.when) == row.created_at,
+                        })
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let choice = match candidates.as_slice() {
+            [only] => Some(*only),
+            [] => set
+                .migrations
+                .iter()
+                .enumerate()
+                .find(|(index, m)| !taken[*index] && !row.hash.is_empty() && m.sha256 == row.hash)
+                .map(|(index, _)| index),
+            several => several
+                .iter()
+                .copied()
+                .find(|index| set.migrations[*index].sha256 == row.hash)
+                .or(several.first().copied()),
+        };
+        if let Some(index) = choice {
+            taken[index] = true;
+        }
+        mapped.push((row, choice));
+    }
+    mapped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrangler_ddl_is_byte_exact() {
+        let ledgers = Ledgers::new("d1_migrations", Layout::Wrangler);
+        assert_eq!(
+            ledgers.wrangler_ddl(),
+            "CREATE TABLE IF NOT EXISTS \"d1_migrations\"(\n\t\tid         INTEGER PRIMARY KEY AUTOINCREMENT,\n\t\tname       TEXT UNIQUE,\n\t\tapplied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n);"
+        );
+        assert!(
+            Ledgers::new("my\"table", Layout::Wrangler)
+                .wrangler_ddl()
+                .contains("\"my\"\"table\"(")
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The domain: registry, migration set, ledgers, apply. Nothing here knows about terminals;
+//! progress reaches the user through the reporter traits.
+
+pub mod apply;
+pub mod clock;
+pub mod ledger;
+pub mod migrations;
+pub mod registry;
+pub mod sql;
