@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::cli::ApplyArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::ApplyProgress;
-use crate::commands::{Context, ExitStatus, UserError, actor, display_path, read_ledgers};
+use crate::commands::{Context, ExitStatus, UserError, actor, display_path, plural, read_ledgers};
 use crate::core::apply::{self, Applied, Problem};
 use crate::core::ledger::{self, Ledgers, State};
 use crate::core::migrations::Migration;
@@ -139,14 +139,15 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
             printer.message(&format!("`{}` is up to date: nothing to apply", env.name));
         } else {
             let mut out = format!(
-                "would apply {} migration(s) to `{}`:\n",
-                pending.len(),
+                "would apply {} to `{}`:\n",
+                plural(pending.len(), "migration"),
                 env.name
             );
             for migration in &report.pending {
                 out.push_str(&format!(
-                    "  {} ({} statements)\n",
-                    migration.name, migration.statements
+                    "  {} ({})\n",
+                    migration.name,
+                    plural(migration.statements, "statement")
                 ));
             }
             printer.data(&out)?;
@@ -193,10 +194,10 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
     .await;
     for applied in &outcome.applied {
         printer.message(&format!(
-            "{} {} ({} statements, {} ms)",
+            "{} {} ({}, {} ms)",
             printer.paint(Style::Green, "applied"),
             applied.name,
-            applied.statements,
+            plural(applied.statements, "statement"),
             applied.duration_ms
         ));
     }
@@ -206,9 +207,9 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
             printer.json(&report)?;
         } else {
             printer.message(&format!(
-                "{} {} migration(s) applied to `{}`",
+                "{} {} applied to `{}`",
                 printer.paint(Style::Green, "done:"),
-                report.applied.len(),
+                plural(report.applied.len(), "migration"),
                 env.name
             ));
         }
@@ -239,8 +240,9 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
                 .iter()
                 .any(|s| s.name == failure.migration && s.is_applied());
             format!(
-                "`{}` now has {applied} migration(s) applied; `{}` {}{}",
+                "`{}` now has {} applied; `{}` {}{}",
                 env.name,
+                plural(applied, "migration"),
                 failure.migration,
                 if failed_recorded {
                     "is recorded as applied (its batch committed)"

@@ -121,6 +121,15 @@ pub(crate) fn actor() -> String {
     format!("{user}@{host}")
 }
 
+/// `1 migration`, `2 migrations`.
+pub(crate) fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
 /// A path as the user would type it: relative to the current folder when under it.
 pub(crate) fn display_path(path: &Path) -> String {
     let path = path.strip_prefix("./").unwrap_or(path);

@@ -248,7 +248,7 @@ impl Parser<'_> {
             .path
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            .map_or_else(PathBuf::new, Path::to_path_buf);
         let project = raw.project.unwrap_or(RawProject {
             migrations_dir: None,
             layout: None,
