@@ -276,16 +276,9 @@ pub struct ExportPolling {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "lowercase")]
 pub enum ImportRequest {
-    Init {
-        etag: String,
-    },
-    Ingest {
-        etag: String,
-        filename: String,
-    },
-    Poll {
-        current_bookmark: String,
-    },
+    Init { etag: String },
+    Ingest { etag: String, filename: String },
+    Poll { current_bookmark: String },
 }
 
 /// The outcome of a finished import.
@@ -344,7 +337,8 @@ mod tests {
 
     #[test]
     fn query_body_shapes() {
-        let single: QueryBody = serde_json::from_value(json!({"sql": "SELECT ?", "params": ["1"]})).unwrap();
+        let single: QueryBody =
+            serde_json::from_value(json!({"sql": "SELECT ?", "params": ["1"]})).unwrap();
         assert_eq!(
             single,
             QueryBody::Single {

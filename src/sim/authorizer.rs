@@ -349,7 +349,10 @@ mod tests {
             Decision::Deny
         );
         assert_eq!(
-            decide(&AuthAction::CreateTempTable { table_name: "t" }, Some("temp")),
+            decide(
+                &AuthAction::CreateTempTable { table_name: "t" },
+                Some("temp")
+            ),
             Decision::Deny
         );
         let fts = AuthAction::CreateVtable {

@@ -97,10 +97,7 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<i64> {
     }
     let mut fraction_millis = 0;
     if let Some(fraction) = rest.strip_prefix(['.', ',']) {
-        let digits = fraction
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
             return None;
         }
@@ -159,7 +156,10 @@ mod tests {
             parse_timestamp("2024-01-15T00:00:00Z")
         );
         assert_eq!(parse_timestamp("1705320000"), Some(1_705_320_000_000));
-        assert_eq!(parse_timestamp("2024-01-15T12:00Z"), Some(1_705_320_000_000));
+        assert_eq!(
+            parse_timestamp("2024-01-15T12:00Z"),
+            Some(1_705_320_000_000)
+        );
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(parse_timestamp("2024-13-01T00:00:00Z"), None);
     }

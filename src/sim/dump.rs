@@ -235,10 +235,14 @@ fn unused_placeholder(value: &str, primary: &str, secondary: &str) -> String {
     if !value.contains(secondary) {
         return secondary.to_owned();
     }
-    (0u64..)
-        .map(|suffix| format!("({primary}{suffix})"))
-        .find(|candidate| !value.contains(candidate.as_str()))
-        .unwrap_or_default()
+    let mut suffix = 0u64;
+    loop {
+        let candidate = format!("({primary}{suffix})");
+        if !value.contains(candidate.as_str()) {
+            return candidate;
+        }
+        suffix += 1;
+    }
 }
 
 #[cfg(test)]
@@ -255,10 +259,7 @@ mod tests {
     fn text_quoting() {
         assert_eq!(quote_text("plain"), "'plain'");
         assert_eq!(quote_text("it's"), "'it''s'");
-        assert_eq!(
-            quote_text("a\nb"),
-            "replace('a\\nb','\\n',char(10))"
-        );
+        assert_eq!(quote_text("a\nb"), "replace('a\\nb','\\n',char(10))");
         assert_eq!(
             quote_text("a\r\nb"),
             "replace(replace('a\\r\\nb','\\r',char(13)),'\\n',char(10))"
@@ -322,7 +323,10 @@ mod tests {
             CREATE INDEX users_name ON users(name);\n\
             CREATE TRIGGER trg AFTER INSERT ON users BEGIN SELECT 1; END;\n\
             CREATE VIEW v AS SELECT name FROM users;";
-        assert_eq!(dump(&connection, &DumpOptions::default()).unwrap(), expected);
+        assert_eq!(
+            dump(&connection, &DumpOptions::default()).unwrap(),
+            expected
+        );
 
         let only_data = DumpOptions {
             no_schema: true,

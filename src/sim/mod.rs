@@ -1,1 +1,207 @@
 //! D1 HTTP API simulator (axum + rusqlite): used by tests and served by `d1ctl sim`.
+//!
+//! It answers the operations of Cloudflare's D1 OpenAPI document under
+//! `/client/v4/accounts/{account_id}/d1/database…` with Cloudflare's envelopes and D1's
+//! behaviour (see `shared/reference/d1-platform.md`): atomic multi-statement requests, the SQL
+//! authorizer, limits, export/import polling, time travel. Outside Cloudflare's paths it serves
+//! `/__sim/…`: statistics, fault injection, export downloads and import uploads.
+//!
+//! Result values: INTEGER and REAL become JSON numbers, NULL `null`, TEXT a string and BLOB an
+//! array of byte values (`[1, 2, 255]`).
+
+mod authorizer;
+mod clock;
+mod conn;
+mod dump;
+mod engine;
+mod http;
+mod registry;
+mod split;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::http::App;
+
+/// How to run a simulator.
+#[derive(Debug, Clone, Default)]
+pub struct SimConfig {
+    /// Where databases, the registry, snapshots and exports live. `None` keeps databases in
+    /// memory (snapshots and exports then go to a temporary directory removed on shutdown).
+    pub data_dir: Option<PathBuf>,
+    /// Accepted API tokens (`Authorization: Bearer …`, or as `X-Auth-Key` together with any
+    /// `X-Auth-Email`), valid for every account id. Empty accepts any non-empty credential.
+    pub tokens: Vec<String>,
+    /// Databases `(name, uuid)` created at start (version `production`) unless they exist.
+    pub databases: Vec<(String, String)>,
+}
+
+/// Faults to inject, set from tests or with `POST /__sim/faults` (same JSON shape; absent
+/// fields are zero).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Milliseconds added to every Cloudflare-API request.
+    pub latency_ms: u64,
+    /// The next N `/query` or `/raw` requests answer HTTP 500 without executing.
+    pub fail_before_commit: u32,
+    /// The next N successful `/query` or `/raw` requests commit, then answer HTTP 500.
+    pub fail_after_commit: u32,
+    /// The next N successful `/query` or `/raw` requests commit, then the connection closes
+    /// without a response.
+    pub drop_after_commit: u32,
+    /// The next N Cloudflare-API requests answer 429 (code 971) with `Retry-After`.
+    pub rate_limit_burst: u32,
+    /// The `Retry-After` seconds of simulated 429 answers.
+    pub retry_after_secs: u64,
+    /// A real rate limit: at most this many Cloudflare-API requests per minute (fixed window),
+    /// then 429 until the window ends. 0 disables it.
+    pub requests_per_minute: u32,
+}
+
+/// Counts of Cloudflare-API requests (not `/__sim/` ones), by endpoint: `list_databases`,
+/// `create_database`, `get_database`, `delete_database`, `update_database` (PUT),
+/// `patch_database`, `query`, `raw`, `export`, `import`, `get_bookmark`, `restore`, `unknown`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total: u64,
+    pub by_endpoint: BTreeMap<String, u64>,
+}
+
+/// Serves the simulator on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    config: SimConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = Arc::new(App::new(config)?);
+    http::serve_app(app, listener, shutdown).await
+}
+
+/// An in-process simulator for tests: its own thread and tokio runtime, listening on
+/// `127.0.0.1` on a free port. Dropping it shuts it down.
+pub struct Simulator {
+    app: Arc<App>,
+    address: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Simulator {
+    pub fn start(config: SimConfig) -> anyhow::Result<Simulator> {
+        let app = Arc::new(App::new(config)?);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let (shutdown, mut signal) = tokio::sync::watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("d1-sim")
+            .enable_all()
+            .build()?;
+        let thread_app = Arc::clone(&app);
+        let thread = std::thread::Builder::new()
+            .name("d1-sim".to_owned())
+            .spawn(move || {
+                let outcome = runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let mut hard_stop = signal.clone();
+                    let graceful = async move {
+                        let _ = signal.wait_for(|stop| *stop).await;
+                    };
+                    tokio::select! {
+                        outcome = http::serve_app(thread_app, listener, graceful) => outcome,
+                        () = async move {
+                            let _ = hard_stop.wait_for(|stop| *stop).await;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        } => Ok(()),
+                    }
+                });
+                if let Err(error) = outcome {
+                    tracing::error!(%error, "simulator stopped with an error");
+                }
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })?;
+        Ok(Simulator {
+            app,
+            address,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/client/v4`, the value for `CLOUDFLARE_API_BASE_URL`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/client/v4", self.address)
+    }
+
+    /// `http://127.0.0.1:PORT`, the root of `/__sim/…`.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.app.stats()
+    }
+
+    pub fn reset_stats(&self) {
+        self.app.reset_stats();
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.app.set_faults(faults);
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.app.faults()
+    }
+
+    /// Creates a database named `name` (or finds the existing one) and returns its uuid.
+    pub fn create_database(&self, name: &str) -> String {
+        self.app
+            .create_or_find_database(name)
+            .expect("the simulator could not create the database")
+    }
+
+    /// Runs SQL directly against a database (uuid or name), bypassing the API, the authorizer
+    /// and the counters (for test setup and inspection). A change still records a bookmark.
+    pub fn execute(&self, database_id: &str, sql: &str) -> anyhow::Result<()> {
+        let database = self.app.database_for_test(database_id)?;
+        database.execute_trusted(sql)?;
+        Ok(())
+    }
+
+    /// Rows of one query run directly against a database (uuid or name), values converted as
+    /// the API converts them.
+    pub fn query_rows(
+        &self,
+        database_id: &str,
+        sql: &str,
+    ) -> anyhow::Result<Vec<Vec<serde_json::Value>>> {
+        let database = self.app.database_for_test(database_id)?;
+        let rows = database.query_trusted(sql)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| row.into_iter().map(http::json_value).collect())
+            .collect())
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -69,7 +69,8 @@ pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
 }
 
 /// Whether `sql` ends with a complete statement (the `sqlite3_complete` question).
-pub(crate) fn is_complete(sql: &str) -> bool {
+#[cfg(test)]
+fn is_complete(sql: &str) -> bool {
     let mut phase = Phase::Start;
     let mut last_was_terminator = false;
     let mut position = 0;
@@ -251,8 +252,12 @@ mod tests {
                 "SELECT 2"
             ]
         );
-        assert!(is_complete("EXPLAIN CREATE TRIGGER x AFTER DELETE ON t BEGIN SELECT 1; END;"));
-        assert!(!is_complete("EXPLAIN CREATE TRIGGER x AFTER DELETE ON t BEGIN SELECT 1;"));
+        assert!(is_complete(
+            "EXPLAIN CREATE TRIGGER x AFTER DELETE ON t BEGIN SELECT 1; END;"
+        ));
+        assert!(!is_complete(
+            "EXPLAIN CREATE TRIGGER x AFTER DELETE ON t BEGIN SELECT 1;"
+        ));
     }
 
     #[test]
