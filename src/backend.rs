@@ -157,7 +157,10 @@ impl BackendError {
                 "d1ctl re-reads the ledger to learn whether it committed; run `d1ctl status` to see the state"
                     .to_owned(),
             ),
-            _ => None,
+            BackendError::Other(error) => error
+                .downcast_ref::<crate::d1::client::D1Error>()
+                .and_then(crate::d1::client::D1Error::hint),
+            BackendError::Statement { .. } => None,
         }
     }
 
@@ -178,6 +181,15 @@ impl BackendError {
     }
 }
 
+/// What `describe` learned about a target.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// How to name the target: a path, or `name uuid` as Cloudflare reports them.
+    pub label: String,
+    /// The database certainly has no tables yet (so no ledger to read).
+    pub known_empty: bool,
+}
+
 /// A database d1ctl can read and migrate.
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -189,6 +201,15 @@ pub trait Backend: Send + Sync {
     /// Runs every statement in one atomic unit: all commit or none. Returns one `Rows` per
     /// statement.
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError>;
+
+    /// Confirms the target exists and is the configured one. Every command that writes shows
+    /// it first.
+    async fn describe(&self) -> Result<Identity, BackendError> {
+        Ok(Identity {
+            label: self.location(),
+            known_empty: false,
+        })
+    }
 
     /// Runs read-only statements; a backend may retry these freely.
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {

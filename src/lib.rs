@@ -8,6 +8,7 @@ pub mod backend;
 mod cli;
 mod commands;
 pub mod core;
+pub mod credentials;
 pub mod d1;
 pub mod local;
 pub mod sim;

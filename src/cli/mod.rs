@@ -103,6 +103,33 @@ Examples:
 
 In a drizzle-kit folder, generate migrations with `drizzle-kit generate` instead.")]
     New(NewArgs),
+
+    /// Show where each credential of an env comes from; keep API tokens in the OS keyring.
+    #[command(after_help = "\
+Examples:
+  d1ctl auth status                 every env that reaches Cloudflare
+  d1ctl auth status staging --format json
+  d1ctl auth login production       store a token in the OS keyring (hidden prompt)
+  echo \"$TOKEN\" | d1ctl auth login production
+  d1ctl auth logout production
+
+Tokens are looked up in this order: the process environment (CLOUDFLARE_D1_TOKEN_<ENV>, the env's
+`token_env` variable, CLOUDFLARE_D1_TOKEN, CLOUDFLARE_API_TOKEN), then `.dev.vars.<env>`,
+`.dev.vars` and `.env` beside environments.toml, then the OS keyring (service `d1ctl`).
+Secrets are never printed. `auth status` exits 1 when a value is missing.")]
+    Auth(AuthArgs),
+
+    /// Serve the bundled D1 HTTP API simulator (for your own CI and tests).
+    #[command(after_help = "\
+Examples:
+  d1ctl sim --port 8787 --data .d1ctl/sim --token test-token \\
+      --database app-staging=00000000-0000-4000-8000-000000000002
+  CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8787/client/v4 CLOUDFLARE_API_TOKEN=test-token d1ctl status staging
+
+Any account id is accepted. Databases exist once declared with `--database` or created through
+the API; data persists in `--data` across restarts. `GET /__sim/stats` counts API requests and
+`POST /__sim/faults` injects latency, 5xx, dropped connections and 429s.")]
+    Sim(SimArgs),
 }
 
 #[derive(Debug, Args)]
@@ -128,4 +155,53 @@ pub(crate) struct NewArgs {
     /// What the migration does, e.g. `add_users`.
     #[arg(value_name = "NAME")]
     pub(crate) name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8787)]
+    pub(crate) port: u16,
+
+    /// Address to listen on; keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+
+    /// Folder for the simulated databases (kept across restarts).
+    #[arg(long, value_name = "DIR", default_value = ".d1ctl/sim")]
+    pub(crate) data: PathBuf,
+
+    /// API token the simulator accepts (repeatable).
+    #[arg(long = "token", value_name = "TOKEN")]
+    pub(crate) tokens: Vec<String>,
+
+    /// A database to create at start, `NAME=UUID` (repeatable).
+    #[arg(long = "database", value_name = "NAME=UUID")]
+    pub(crate) databases: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuthArgs {
+    #[command(subcommand)]
+    pub(crate) command: AuthCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuthCommand {
+    /// Where each credential comes from (never the secret itself).
+    Status {
+        /// Environments (names or aliases); every env that reaches Cloudflare when none is given.
+        #[arg(value_name = "ENV")]
+        environments: Vec<String>,
+    },
+    /// Store an API token in the OS keyring: from a hidden prompt, or stdin when piped.
+    Login {
+        #[arg(value_name = "ENV")]
+        environment: String,
+    },
+    /// Remove an env's API token from the OS keyring.
+    Logout {
+        #[arg(value_name = "ENV")]
+        environment: String,
+    },
 }

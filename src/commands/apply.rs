@@ -1,5 +1,6 @@
 //! `d1ctl apply ENV`: apply every pending migration, each atomically with its ledger rows.
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::cli::ApplyArgs;
@@ -7,7 +8,7 @@ use crate::cli::printer::Style;
 use crate::cli::reporter::ApplyProgress;
 use crate::commands::{Context, ExitStatus, UserError, actor, display_path, plural, read_ledgers};
 use crate::core::apply::{self, Applied, Problem};
-use crate::core::ledger::{self, Ledgers, State};
+use crate::core::ledger::{self, LedgerState, Ledgers, State};
 use crate::core::migrations::Migration;
 
 #[derive(Serialize)]
@@ -56,11 +57,19 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         .into());
     }
     let set = context.migrations(&registry)?;
-    let backend = context.backend(env)?;
-    printer.message(&context.target_line(env, backend.as_ref()));
+    let backend = context.backend(&registry, env)?;
+    let identity = backend
+        .describe()
+        .await
+        .with_context(|| format!("could not confirm the database of env `{}`", env.name))?;
+    printer.message(&context.target_line(env, backend.kind(), &identity.label));
 
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let state = read_ledgers(&ledgers, backend.as_ref(), env).await?;
+    let state = if identity.known_empty {
+        LedgerState::default()
+    } else {
+        read_ledgers(&ledgers, backend.as_ref(), env).await?
+    };
     let statuses = ledger::compare(&set, &state, set.layout);
 
     let mut edited = false;
@@ -192,6 +201,12 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         &progress,
     )
     .await;
+    for name in &outcome.recovered {
+        printer.warning(&format!(
+            "the response for `{name}` was lost; `{}`'s ledger shows it committed, so it is applied",
+            env.name
+        ));
+    }
     for applied in &outcome.applied {
         printer.message(&format!(
             "{} {} ({}, {} ms)",
@@ -231,36 +246,17 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         ),
         None,
     );
-    // Say exactly what the database holds now, from the database itself.
-    let now = match read_ledgers(&ledgers, backend.as_ref(), env).await {
-        Ok(state) => {
-            let statuses = ledger::compare(&set, &state, set.layout);
-            let applied = statuses.iter().filter(|s| s.is_applied()).count();
-            let failed_recorded = statuses
-                .iter()
-                .any(|s| s.name == failure.migration && s.is_applied());
-            format!(
-                "`{}` now has {} applied; `{}` {}{}",
-                env.name,
-                plural(applied, "migration"),
-                failure.migration,
-                if failed_recorded {
-                    "is recorded as applied (its batch committed)"
-                } else {
-                    "was rolled back and left no trace"
-                },
-                if failure.not_attempted.is_empty() {
-                    String::new()
-                } else {
-                    format!("; not attempted: {}", failure.not_attempted.join(", "))
-                }
-            )
-        }
-        Err(error) => format!("could not re-read the ledgers of `{}`: {error:#}", env.name),
-    };
-    printer.message(&now);
+    if failure.verified_not_committed {
+        printer.message(&format!(
+            "the response was lost; `{}`'s ledger shows `{}` did not commit, so nothing of it ran",
+            env.name, failure.migration
+        ));
+    }
+    printer.message(
+        &describe_state_after_failure(&set, &ledgers, backend.as_ref(), env, &failure).await,
+    );
     printer.message(&format!(
-        "\n{}: fix `{file}` and run `d1ctl apply {}` again; it continues from `{}`",
+        "\n{}: fix `{file}` if it is wrong and run `d1ctl apply {}` again; it continues from `{}`",
         printer.paint(Style::Cyan, "hint"),
         env.name,
         failure.migration
@@ -276,6 +272,69 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         printer.json(&report)?;
     }
     Ok(ExitStatus::Failure)
+}
+
+/// What the target holds now, read from the target itself: its ledger and its schema.
+async fn describe_state_after_failure(
+    set: &crate::core::migrations::MigrationSet,
+    ledgers: &Ledgers,
+    backend: &dyn crate::backend::Backend,
+    env: &crate::core::registry::Environment,
+    failure: &apply::ApplyFailure,
+) -> String {
+    let state = match read_ledgers(ledgers, backend, env).await {
+        Ok(state) => state,
+        Err(error) => return format!("could not re-read the ledgers of `{}`: {error:#}", env.name),
+    };
+    let statuses = ledger::compare(set, &state, set.layout);
+    let applied: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.is_applied())
+        .map(|s| s.name.as_str())
+        .collect();
+    let failed_recorded = applied.contains(&failure.migration.as_str());
+    let mut text = format!(
+        "`{}` now has {} applied{}; `{}` {}",
+        env.name,
+        plural(applied.len(), "migration"),
+        applied
+            .last()
+            .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
+        failure.migration,
+        if failed_recorded {
+            "is recorded as applied (its unit committed)"
+        } else {
+            "was rolled back and left no trace"
+        },
+    );
+    if !failure.not_attempted.is_empty() {
+        text.push_str(&format!(
+            "; not attempted: {}",
+            failure.not_attempted.join(", ")
+        ));
+    }
+    let schema = backend
+        .read(&[crate::backend::Statement::new(
+            "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND type IN ('table', 'view') ORDER BY name",
+        )])
+        .await;
+    if let Ok(rows) = schema {
+        let names: Vec<String> = rows[0]
+            .rows
+            .iter()
+            .filter_map(|row| row.get(1).and_then(crate::backend::Value::to_text))
+            .filter(|name| !ledgers.table_names().contains(&name.as_str()))
+            .collect();
+        text.push_str(&format!(
+            "\nits tables and views now: {}",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    text
 }
 
 fn describe_problem(dir: &std::path::Path, problem: &Problem) -> String {

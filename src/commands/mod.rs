@@ -1,18 +1,24 @@
 //! One file per subcommand; this module dispatches and holds what they share.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::Context as _;
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{Backend, BackendError, BackendKind};
 use crate::cli::printer::{Printer, Style};
 use crate::cli::{Cli, Command};
 use crate::core::migrations::{self, MigrationError, MigrationSet};
-use crate::core::registry::{ConfigError, Environment, Registry, Target};
+use crate::core::registry::{ConfigError, D1Target, Environment, Registry, Target};
+use crate::credentials::{self, CredentialError, KeyringStore, ProcessEnvironment, Secret};
+use crate::d1::client::{D1Backend, D1Client, D1Config, D1Error, DEFAULT_BASE_URL};
 use crate::local::SqliteBackend;
+use crate::sim::{SimConfig, Simulator};
 
 mod apply;
+mod auth;
 mod new;
+mod sim;
 mod status;
 
 /// How a command ended; mapped to the process exit code by `main`.
@@ -57,7 +63,14 @@ impl UserError {
 pub(crate) struct Context {
     pub(crate) printer: Printer,
     pub(crate) config: PathBuf,
+    /// The bundled simulator, started on first use by an env with `simulator = true`.
+    simulator: OnceLock<Simulator>,
 }
+
+/// The token d1ctl and its in-process simulator share; it guards nothing real.
+const SIMULATOR_TOKEN: &str = "d1ctl-simulator";
+/// The account id simulator envs use when environments.toml gives none.
+const SIMULATOR_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 
 impl Context {
     pub(crate) fn registry(&self) -> anyhow::Result<Registry> {
@@ -81,32 +94,121 @@ impl Context {
         Ok(set)
     }
 
-    #[expect(
-        clippy::unused_self,
-        reason = "the D1 backend needs the context's credentials"
-    )]
-    pub(crate) fn backend(&self, env: &Environment) -> anyhow::Result<Box<dyn Backend>> {
-        match &env.target {
-            Target::Sqlite(target) => Ok(Box::new(SqliteBackend::new(&target.path))),
-            Target::D1(_) => Err(UserError::new(
-                format!(
-                    "env `{}` uses the `d1` backend, which this build cannot reach yet",
-                    env.name
-                ),
-                "point the env at a local file with `backend = \"sqlite\"` for now",
+    pub(crate) fn backend(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+    ) -> anyhow::Result<Box<dyn Backend>> {
+        let target = match &env.target {
+            Target::Sqlite(target) => return Ok(Box::new(SqliteBackend::new(&target.path))),
+            Target::D1(target) => target,
+        };
+        let config = if target.simulator {
+            let simulator = self.simulator(registry)?;
+            D1Config {
+                base_url: simulator.base_url(),
+                account_id: target
+                    .account_id
+                    .clone()
+                    .unwrap_or_else(|| SIMULATOR_ACCOUNT.to_owned()),
+                database_id: simulator_database_id(env, target)?,
+                database_name: target.database_name.clone(),
+                token: Secret::new(SIMULATOR_TOKEN.to_owned()),
+                mode: target.request_mode,
+            }
+        } else {
+            let request = credentials::Request {
+                env: &env.name,
+                config_dir: &registry.root,
+                token_env: target.token_env.as_deref(),
+                account_id: target.account_id.as_deref(),
+                database_id: target.database_id.as_deref(),
+                config_path: &registry.path,
+            };
+            let keyring = KeyringStore::new();
+            // The keyring answers over D-Bus, which blocks.
+            let resolved = tokio::task::block_in_place(|| {
+                credentials::resolve(&request, &ProcessEnvironment, Some(&keyring))
+            })
+            .with_context(|| format!("no credentials for env `{}`", env.name))?;
+            self.printer.detail(&format!(
+                "env `{}`: token from {}, account id from {}, database id from {}",
+                env.name,
+                resolved.token.source,
+                resolved.account_id.source,
+                resolved.database_id.source
+            ));
+            // The same variable wrangler honours, so one setting points both at a simulator.
+            let base_url = std::env::var("CLOUDFLARE_API_BASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty())
+                .or_else(|| target.api_base_url.clone())
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+            D1Config {
+                base_url,
+                account_id: resolved.account_id.value,
+                database_id: resolved.database_id.value,
+                database_name: target.database_name.clone(),
+                token: resolved.token.value,
+                mode: target.request_mode,
+            }
+        };
+        Ok(Box::new(D1Backend::new(D1Client::new(config)?)))
+    }
+
+    /// The in-process simulator serving every `simulator = true` env, its data under
+    /// `.d1ctl/sim` beside environments.toml.
+    fn simulator(&self, registry: &Registry) -> anyhow::Result<&Simulator> {
+        if let Some(simulator) = self.simulator.get() {
+            return Ok(simulator);
+        }
+        let mut databases = Vec::new();
+        for env in &registry.environments {
+            if let Target::D1(target) = &env.target
+                && target.simulator
+            {
+                databases.push((
+                    target.database_name.clone(),
+                    simulator_database_id(env, target)?,
+                ));
+            }
+        }
+        let data_dir = registry.root.join(".d1ctl").join("sim");
+        let simulator = Simulator::start(SimConfig {
+            data_dir: Some(data_dir.clone()),
+            tokens: vec![SIMULATOR_TOKEN.to_owned()],
+            databases,
+        })
+        .with_context(|| {
+            format!(
+                "could not start the bundled D1 simulator in `{}`",
+                display_path(&data_dir)
             )
-            .into()),
+        })?;
+        self.printer
+            .detail(&format!("bundled D1 simulator at {}", simulator.base_url()));
+        Ok(self.simulator.get_or_init(|| simulator))
+    }
+
+    /// Ends the command: an in-process simulator needs no graceful shutdown, since every
+    /// request it served was committed before it answered.
+    fn finish(mut self) {
+        if let Some(simulator) = self.simulator.take() {
+            std::mem::forget(simulator);
         }
     }
 
-    /// The one line every command that touches an env prints first: which database it is.
-    pub(crate) fn target_line(&self, env: &Environment, backend: &dyn Backend) -> String {
+    /// The one line every command that writes prints first: which database it is.
+    pub(crate) fn target_line(
+        &self,
+        env: &Environment,
+        kind: BackendKind,
+        identity: &str,
+    ) -> String {
         format!(
-            "{} {} ({}, {}{})",
+            "{} {} ({kind}, {identity}{})",
             self.printer.paint(Style::Bold, "target:"),
             self.printer.paint(Style::Cyan, &env.name),
-            backend.kind(),
-            backend.location(),
             if env.protected { ", protected" } else { "" }
         )
     }
@@ -141,20 +243,38 @@ pub(crate) fn display_path(path: &Path) -> String {
         .to_string()
 }
 
+fn simulator_database_id(env: &Environment, target: &D1Target) -> anyhow::Result<String> {
+    target.database_id.clone().ok_or_else(|| {
+        UserError::new(
+            format!(
+                "env `{}` runs on the simulator but has no `database_id`",
+                env.name
+            ),
+            "give it any UUID, e.g. `database_id = \"00000000-0000-4000-8000-000000000001\"`",
+        )
+        .into()
+    })
+}
+
 pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
     let context = Context {
         printer,
         config: cli.global.config,
+        simulator: OnceLock::new(),
     };
     let result = match cli.command {
         Command::Status(args) => status::status(args, &context).await,
         Command::Apply(args) => apply::apply(args, &context).await,
         Command::New(args) => new::new(&args, &context),
+        Command::Sim(args) => sim::sim(args, &context).await,
+        Command::Auth(args) => auth::auth(args, &context).await,
     };
-    match result {
+    let status = match result {
         Ok(status) => status,
         Err(error) => report_error(&context.printer, &error),
-    }
+    };
+    context.finish();
+    status
 }
 
 /// Prints an error with its cause chain and hint; a closed stdout (`| head`) is not an error.
@@ -181,6 +301,10 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         } else if let Some(error) = cause.downcast_ref::<MigrationError>() {
             error.hint()
         } else if let Some(error) = cause.downcast_ref::<BackendError>() {
+            error.hint()
+        } else if let Some(error) = cause.downcast_ref::<D1Error>() {
+            error.hint()
+        } else if let Some(error) = cause.downcast_ref::<CredentialError>() {
             error.hint()
         } else {
             cause

@@ -43,7 +43,7 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     // Every environment is read at once: wall time is one round trip, not one per env.
     let reads = join_all(environments.iter().map(|env| async {
-        let backend = context.backend(env)?;
+        let backend = context.backend(&registry, env)?;
         let state = read_ledgers(&ledgers, backend.as_ref(), env).await?;
         anyhow::Ok(EnvStatus {
             name: &env.name,

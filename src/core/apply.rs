@@ -98,12 +98,16 @@ pub struct ApplyFailure {
     pub error: BackendError,
     /// Pending migrations after the failing one, not attempted.
     pub not_attempted: Vec<String>,
+    /// The response was lost and the ledger showed the migration did not commit.
+    pub verified_not_committed: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct ApplyOutcome {
     pub applied: Vec<Applied>,
     pub failure: Option<ApplyFailure>,
+    /// Migrations whose response was lost but which the ledger shows committed.
+    pub recovered: Vec<String>,
 }
 
 /// Applies `pending` in order, each in one batch with its ledger rows; stops at the first failure.
@@ -132,8 +136,22 @@ pub async fn apply(
                 .map(|s| Statement::new(s.sql.clone())),
         );
         statements.push(Ledgers::duration_statement(migration));
-        match backend.batch(&statements).await {
-            Ok(_) => {
+        let mut result = backend.batch(&statements).await.map(|_| ());
+        let mut verified_not_committed = false;
+        if let Err(BackendError::OutcomeUnknown { .. }) = &result {
+            // Never re-send blindly: the ledger row is in the same atomic unit as the
+            // migration, so the ledger says whether it committed.
+            match ledgers.read(backend).await {
+                Ok(now) if is_recorded(&now, migration) => {
+                    outcome.recovered.push(migration.name.clone());
+                    result = Ok(());
+                }
+                Ok(_) => verified_not_committed = true,
+                Err(_) => {}
+            }
+        }
+        match result {
+            Ok(()) => {
                 let elapsed = started.elapsed();
                 reporter.on_migration_done(&migration.name, elapsed);
                 outcome.applied.push(Applied {
@@ -161,6 +179,7 @@ pub async fn apply(
                         .iter()
                         .map(|m| m.name.clone())
                         .collect(),
+                    verified_not_committed,
                 });
                 break;
             }
@@ -168,6 +187,14 @@ pub async fn apply(
     }
     reporter.on_finish();
     outcome
+}
+
+fn is_recorded(state: &LedgerState, migration: &Migration) -> bool {
+    state
+        .d1ctl
+        .iter()
+        .flatten()
+        .any(|row| row.name == migration.name)
 }
 
 /// Rows that bring the ledgers in step: migrations applied per one ledger but absent from

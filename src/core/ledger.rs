@@ -97,13 +97,16 @@ impl Ledgers {
     /// The first attempt assumes the tables exist (one request on a tracked database); when one
     /// is missing, `sqlite_master` tells which exist and a second batch reads those.
     pub async fn read(&self, backend: &dyn Backend) -> Result<LedgerState, BackendError> {
-        let all = [
-            LedgerTable::Wrangler,
-            LedgerTable::D1ctl,
-            LedgerTable::Drizzle,
-        ];
-        match backend.read(&self.read_statements(&all)).await {
-            Ok(rows) => Ok(Self::parse(&all, &rows)),
+        let all: &[LedgerTable] = match self.layout {
+            Layout::Drizzle => &[
+                LedgerTable::Wrangler,
+                LedgerTable::D1ctl,
+                LedgerTable::Drizzle,
+            ],
+            Layout::Wrangler => &[LedgerTable::Wrangler, LedgerTable::D1ctl],
+        };
+        match backend.read(&self.read_statements(all)).await {
+            Ok(rows) => Ok(Self::parse(all, &rows)),
             Err(error) if error.is_missing_table().is_some() => {
                 let names = self.table_names();
                 let existing = backend
@@ -118,7 +121,8 @@ impl Ledgers {
                     .filter_map(|row| row[0].as_str().map(str::to_owned))
                     .collect();
                 let tables: Vec<LedgerTable> = all
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .filter(|table| present.iter().any(|p| p == self.name_of(*table)))
                     .collect();
                 if tables.is_empty() {

@@ -14,6 +14,7 @@ use toml::Spanned;
 
 use crate::backend::BackendKind;
 use crate::core::migrations::Layout;
+use crate::d1::client::RequestMode;
 
 pub const DEFAULT_CONFIG_FILE: &str = "environments.toml";
 pub const DEFAULT_LEDGER: &str = "d1_migrations";
@@ -83,12 +84,16 @@ pub struct SqliteTarget {
 
 #[derive(Debug, Clone)]
 pub struct D1Target {
-    pub account_id: String,
-    pub database_id: String,
+    /// `None`: resolved from the environment, `.dev.vars` or `.env` (see `credentials`).
+    pub account_id: Option<String>,
+    pub database_id: Option<String>,
     pub database_name: String,
     pub api_base_url: Option<String>,
     /// Name of an extra environment variable holding this env's API token.
     pub token_env: Option<String>,
+    /// Served by d1ctl's bundled D1 simulator (data under `.d1ctl/sim`) instead of Cloudflare.
+    pub simulator: bool,
+    pub request_mode: RequestMode,
 }
 
 impl Registry {
@@ -199,11 +204,12 @@ struct RawEnv {
     database_name: Option<Spanned<String>>,
     api_base_url: Option<Spanned<String>>,
     token_env: Option<Spanned<String>>,
+    simulator: Option<Spanned<bool>>,
+    request_mode: Option<Spanned<String>>,
 }
 
 const SQLITE_KEYS: &str = "backend, aliases, protected, path, wrangler_database_id, wrangler_dir";
-const D1_KEYS: &str =
-    "backend, aliases, protected, account_id, database_id, database_name, api_base_url, token_env";
+const D1_KEYS: &str = "backend, aliases, protected, account_id, database_id, database_name, api_base_url, token_env, simulator, request_mode";
 
 struct Parser<'a> {
     path: &'a Path,
@@ -446,6 +452,16 @@ impl Parser<'_> {
                             raw.token_env.is_some(),
                             span_of(&raw.token_env),
                         ),
+                        (
+                            "simulator",
+                            raw.simulator.is_some(),
+                            raw.simulator.as_ref().map(Spanned::span),
+                        ),
+                        (
+                            "request_mode",
+                            raw.request_mode.is_some(),
+                            span_of(&raw.request_mode),
+                        ),
                     ],
                     SQLITE_KEYS,
                 )?;
@@ -468,8 +484,7 @@ impl Parser<'_> {
                     ],
                     D1_KEYS,
                 )?;
-                let required = |field: &Option<Spanned<String>>, key: &str| {
-                    match field {
+                let optional = |field: &Option<Spanned<String>>, key: &str| match field {
                     Some(value) => {
                         let value = self.interpolate(value, key)?;
                         if value.trim().is_empty() {
@@ -479,19 +494,34 @@ impl Parser<'_> {
                                 format!("set `{key}` to the value shown by `wrangler d1 list` or the dashboard"),
                             ))
                         } else {
-                            Ok(value)
+                            Ok(Some(value))
                         }
                     }
-                    None => Err(self.error(
-                        Some(name.span()),
-                        format!("env `{env_name}`: missing key `{key}`"),
-                        format!("a `d1` env needs `account_id`, `database_id` and `database_name`; add `{key}`"),
-                    )),
-                }
+                    None => Ok(None),
                 };
-                let account_id = required(&raw.account_id, "account_id")?;
-                let database_id = required(&raw.database_id, "database_id")?;
-                let database_name = required(&raw.database_name, "database_name")?;
+                let account_id = optional(&raw.account_id, "account_id")?;
+                let database_id = optional(&raw.database_id, "database_id")?;
+                let Some(database_name) = optional(&raw.database_name, "database_name")? else {
+                    return Err(self.error(
+                        Some(name.span()),
+                        format!("env `{env_name}`: missing key `database_name`"),
+                        "add `database_name`: d1ctl shows it on every write and checks it against the database id",
+                    ));
+                };
+                let request_mode = match raw.request_mode.as_ref() {
+                    None => RequestMode::Batch,
+                    Some(mode) => match mode.get_ref().as_str() {
+                        "batch" => RequestMode::Batch,
+                        "sql" => RequestMode::Sql,
+                        other => {
+                            return Err(self.error(
+                                Some(mode.span()),
+                                format!("env `{env_name}`: `request_mode` is `{other}`"),
+                                "use `batch` (the default: statements as entries of one batch) or `sql` (one multi-statement sql)",
+                            ));
+                        }
+                    },
+                };
                 let api_base_url = raw
                     .api_base_url
                     .as_ref()
@@ -512,6 +542,8 @@ impl Parser<'_> {
                     database_name,
                     api_base_url,
                     token_env: raw.token_env.as_ref().map(|v| v.get_ref().clone()),
+                    simulator: raw.simulator.as_ref().is_some_and(|s| *s.get_ref()),
+                    request_mode,
                 })
             }
             other => {
@@ -691,7 +723,7 @@ mod tests {
         let Target::D1(d1) = &prod.target else {
             panic!("d1 expected")
         };
-        assert_eq!(d1.account_id, "abc123");
+        assert_eq!(d1.account_id.as_deref(), Some("abc123"));
         assert_eq!(registry.rung_before("production").unwrap().name, "local");
     }
 

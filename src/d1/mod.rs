@@ -1,1 +1,4 @@
-//! Cloudflare D1 HTTP API: shared wire types (`api`) and, later, the client.
+//! Cloudflare D1 HTTP API: the wire types shared with the simulator (`api`) and the client.
+
+pub mod api;
+pub mod client;

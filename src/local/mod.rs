@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::backend::{Backend, BackendError, BackendKind, Rows, Statement, Value};
+use crate::backend::{Backend, BackendError, BackendKind, Identity, Rows, Statement, Value};
 
 pub struct SqliteBackend {
     path: PathBuf,
@@ -163,6 +163,13 @@ impl Backend for SqliteBackend {
 
     fn location(&self) -> String {
         self.path.display().to_string()
+    }
+
+    async fn describe(&self) -> Result<Identity, BackendError> {
+        Ok(Identity {
+            label: self.location(),
+            known_empty: !self.path.exists(),
+        })
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {

@@ -20,14 +20,14 @@ fn applies_then_status_shows_applied_and_a_rerun_changes_nothing() {
     insta::assert_snapshot!("apply_two", first.snapshot(&project));
 
     let status = project.run_ok(&["status", "--format", "json"], 0).json();
-    let states: Vec<(&str, &str)> = status["environments"][0]["migrations"]
+    let migration_states: Vec<(&str, &str)> = status["environments"][0]["migrations"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| (m["name"].as_str().unwrap(), m["state"].as_str().unwrap()))
         .collect();
     assert_eq!(
-        states,
+        migration_states,
         [("0001_users.sql", "applied"), ("0002_posts.sql", "applied")]
     );
     assert_eq!(status["environments"][0]["name"], "local");

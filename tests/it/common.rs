@@ -7,15 +7,15 @@ use std::process::Command;
 use rusqlite::Connection;
 
 /// What one run of the binary produced.
-pub struct Output {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Output {
     /// Exit code, stdout and stderr in one text, for snapshots; temp paths and timings filtered.
-    pub fn snapshot(&self, project: &Project) -> String {
+    pub(crate) fn snapshot(&self, project: &Project) -> String {
         let root = project.root().display().to_string();
         let text = format!(
             "exit: {}\n--- stdout\n{}--- stderr\n{}",
@@ -26,7 +26,7 @@ impl Output {
         regex_replace_timestamps(&millis)
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
@@ -76,41 +76,41 @@ fn regex_replace_timestamps(text: &str) -> String {
     out
 }
 
-pub struct Project {
+pub(crate) struct Project {
     dir: tempfile::TempDir,
 }
 
-pub const LOCAL_ONLY: &str = "[project]\nladder = [\"local\"]\n\n[env.local]\nbackend = \"sqlite\"\npath = \"local.sqlite\"\n";
+pub(crate) const LOCAL_ONLY: &str = "[project]\nladder = [\"local\"]\n\n[env.local]\nbackend = \"sqlite\"\npath = \"local.sqlite\"\n";
 
 impl Project {
     /// An empty project folder with no files.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
     /// A project with a local env `local` at `local.sqlite` and a `migrations/` folder.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let project = Self::empty();
         project.config(LOCAL_ONLY);
         fs_err::create_dir_all(project.path("migrations")).unwrap();
         project
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
-    pub fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    pub fn config(&self, text: &str) -> &Self {
+    pub(crate) fn config(&self, text: &str) -> &Self {
         self.write("environments.toml", text)
     }
 
-    pub fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> &Self {
+    pub(crate) fn write(&self, relative: &str, contents: impl AsRef<[u8]>) -> &Self {
         let path = self.path(relative);
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent).unwrap();
@@ -119,11 +119,11 @@ impl Project {
         self
     }
 
-    pub fn migration(&self, name: &str, sql: &str) -> &Self {
+    pub(crate) fn migration(&self, name: &str, sql: &str) -> &Self {
         self.write(&format!("migrations/{name}"), sql)
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_d1ctl"));
         command
             .args(args)
@@ -136,7 +136,7 @@ impl Project {
         command
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         let output = self.command(args).output().expect("run d1ctl");
         Output {
             code: output.status.code().unwrap_or(-1),
@@ -146,7 +146,7 @@ impl Project {
     }
 
     /// Runs and asserts the exit code, showing the output when it differs.
-    pub fn run_ok(&self, args: &[&str], code: i32) -> Output {
+    pub(crate) fn run_ok(&self, args: &[&str], code: i32) -> Output {
         let output = self.run(args);
         assert_eq!(
             output.code, code,
@@ -156,12 +156,12 @@ impl Project {
         output
     }
 
-    pub fn db(&self, relative: &str) -> Connection {
+    pub(crate) fn db(&self, relative: &str) -> Connection {
         Connection::open(self.path(relative)).expect("open database")
     }
 
     /// Every file below the project root, for "nothing was written" checks.
-    pub fn files(&self) -> Vec<String> {
+    pub(crate) fn files(&self) -> Vec<String> {
         let mut files = Vec::new();
         let mut stack = vec![self.root().to_path_buf()];
         while let Some(dir) = stack.pop() {
@@ -187,7 +187,7 @@ impl Project {
 }
 
 /// Rows of a query as text, `|`-joined, for compact assertions.
-pub fn rows(connection: &Connection, sql: &str) -> Vec<String> {
+pub(crate) fn rows(connection: &Connection, sql: &str) -> Vec<String> {
     let mut statement = connection.prepare(sql).unwrap();
     let columns = statement.column_count();
     statement
@@ -210,7 +210,7 @@ pub fn rows(connection: &Connection, sql: &str) -> Vec<String> {
 
 /// The schema as the corpus's `expected_schema.sql` lists it: `type|name|tbl_name|sql`, whitespace
 /// runs collapsed, ledgers left out.
-pub fn schema_lines(connection: &Connection) -> Vec<String> {
+pub(crate) fn schema_lines(connection: &Connection) -> Vec<String> {
     rows(
         connection,
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
@@ -222,7 +222,7 @@ pub fn schema_lines(connection: &Connection) -> Vec<String> {
 }
 
 /// `../shared/corpus`, beside the repository.
-pub fn corpus_dir() -> PathBuf {
+pub(crate) fn corpus_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     assert!(
         dir.is_dir(),
@@ -233,7 +233,7 @@ pub fn corpus_dir() -> PathBuf {
 }
 
 /// Copies a folder recursively.
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     fs_err::create_dir_all(to).unwrap();
     for entry in fs_err::read_dir(from).unwrap() {
         let entry = entry.unwrap();

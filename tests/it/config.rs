@@ -99,12 +99,12 @@ fn missing_backend() {
 #[test]
 fn missing_d1_field() {
     let stderr = refused(
-        "[env.local]\nbackend = \"sqlite\"\npath = \"x\"\n\n[env.prod]\nbackend = \"d1\"\naccount_id = \"a\"\ndatabase_name = \"n\"\n",
+        "[env.local]\nbackend = \"sqlite\"\npath = \"x\"\n\n[env.prod]\nbackend = \"d1\"\naccount_id = \"a\"\ndatabase_id = \"d\"\n",
     );
     insta::assert_snapshot!(stderr, @r"
-    error: environments.toml:5:6: env `prod`: missing key `database_id`
+    error: environments.toml:5:6: env `prod`: missing key `database_name`
 
-    hint: a `d1` env needs `account_id`, `database_id` and `database_name`; add `database_id`
+    hint: add `database_name`: d1ctl shows it on every write and checks it against the database id
     ");
 }
 

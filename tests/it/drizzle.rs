@@ -83,13 +83,13 @@ fn continues_where_drizzles_own_migrator_left_off() {
     .unwrap();
 
     let status = project.run_ok(&["status", "--format", "json"], 0).json();
-    let states: Vec<&str> = status["environments"][0]["migrations"]
+    let migration_states: Vec<&str> = status["environments"][0]["migrations"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| m["state"].as_str().unwrap())
         .collect();
-    assert_eq!(states, ["applied", "pending"]);
+    assert_eq!(migration_states, ["applied", "pending"]);
 
     project.run_ok(&["apply", "local"], 0);
     assert_eq!(

@@ -1,9 +1,13 @@
-//! One integration-test binary: every test runs the real `d1ctl` binary against temp folders.
+//! One integration-test binary: every test runs the real `d1ctl` binary against temp folders, or
+//! talks to the bundled simulator over real HTTP on 127.0.0.1.
 
 mod apply;
 mod common;
 mod config;
 mod corpus;
+mod d1;
 mod drizzle;
 mod files;
+mod keyring;
+mod sim;
 mod wrangler;

@@ -1,0 +1,662 @@
+//! The D1 HTTP API client: one struct, one error-mapping function, retries only where repeating
+//! is safe.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+
+use crate::backend::{Backend, BackendError, BackendKind, Identity, Rows, Statement, Value};
+use crate::credentials::Secret;
+use crate::d1::api::{
+    ApiMessage, BookmarkResult, DatabaseDetails, DumpOptions, Envelope, ExportPolling,
+    ExportRequest, PollStatus, RawResult, RestoreResult, SingleQuery,
+};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
+
+/// How a migration's statements travel: separate entries of one `batch` (default), or the
+/// documented multi-statement `sql` form, for accounts where `batch` atomicity is in doubt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestMode {
+    #[default]
+    Batch,
+    Sql,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum D1Error {
+    /// Cloudflare answered with its error envelope.
+    #[error("{message} [code: {code}]")]
+    Api {
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    #[error("Cloudflare rate-limited the request (HTTP 429) and retries ran out")]
+    RateLimited { retry_after: Option<u64> },
+    #[error("could not reach {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("unexpected answer from {url} (HTTP {status}): {excerpt}")]
+    Protocol {
+        url: String,
+        status: u16,
+        excerpt: String,
+    },
+    #[error("the export failed: {message}")]
+    Export { message: String },
+    #[error("`{url}` is not a usable API base URL: {reason}")]
+    BadBaseUrl { url: String, reason: String },
+    #[error("could not write `{path}`: {message}")]
+    Write { path: String, message: String },
+}
+
+impl D1Error {
+    /// A write that ended this way may or may not have committed.
+    fn may_have_committed(&self) -> bool {
+        match self {
+            D1Error::Api { status, .. } | D1Error::Protocol { status, .. } => *status >= 500,
+            D1Error::Unreachable { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            D1Error::Api { code: 10000, .. } => {
+                "the API token was refused: it needs the `D1 Edit` (or `D1 Read`) permission on this account; `d1ctl auth status ENV` shows where it came from".to_owned()
+            }
+            D1Error::Api { code: 7404, .. } => {
+                "check `database_id` in environments.toml against `wrangler d1 list`".to_owned()
+            }
+            D1Error::Api { code: 7003 | 7000, .. } => {
+                "check `account_id` in environments.toml: Cloudflare knows no such account path".to_owned()
+            }
+            D1Error::Api { code: 7400, .. } => {
+                "D1 refused the request's shape; run with `-v` and report it as a d1ctl bug".to_owned()
+            }
+            D1Error::Api { code: 7500, .. } => {
+                "D1 refused the SQL; fix the statement named above".to_owned()
+            }
+            D1Error::Api { code: 971, .. } | D1Error::RateLimited { .. } => {
+                "Cloudflare allows 1,200 API requests per 5 minutes; wait a few minutes and rerun".to_owned()
+            }
+            D1Error::Unreachable { .. } => {
+                "check the network, or `api_base_url` / `CLOUDFLARE_API_BASE_URL`".to_owned()
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Connection settings of one D1 database.
+#[derive(Debug, Clone)]
+pub struct D1Config {
+    pub base_url: String,
+    pub account_id: String,
+    pub database_id: String,
+    pub database_name: String,
+    pub token: Secret,
+    pub mode: RequestMode,
+}
+
+pub struct D1Client {
+    http: reqwest::Client,
+    config: D1Config,
+    retries: u32,
+}
+
+/// Whether the request may have reached the server (so a retry could repeat a write).
+enum Attempt<T> {
+    Done(T),
+    /// Safe to send again: nothing was executed (429, connect error).
+    Retry {
+        after: Duration,
+        error: D1Error,
+    },
+    /// Sent, but the answer was lost or a server error came back: the write may have committed.
+    Unknown(D1Error),
+    Failed(D1Error),
+}
+
+impl D1Client {
+    pub fn new(config: D1Config) -> Result<Self, D1Error> {
+        check_base_url(&config.base_url)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("d1ctl/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            // D1 bounds a request at 30 s; leave room for the network on top.
+            .timeout(Duration::from_secs(75))
+            // Credentials must never follow a redirect to another origin.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|error| D1Error::Unreachable {
+                url: config.base_url.clone(),
+                message: error.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            config,
+            retries: 4,
+        })
+    }
+
+    pub fn config(&self) -> &D1Config {
+        &self.config
+    }
+
+    fn database_url(&self, suffix: &str) -> String {
+        format!(
+            "{}/accounts/{}/d1/database/{}{suffix}",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.account_id,
+            self.config.database_id
+        )
+    }
+
+    /// `GET /database/{id}`: the database's name and details, to show what a write will target.
+    pub async fn database(&self) -> Result<DatabaseDetails, D1Error> {
+        let url = self.database_url("");
+        self.send_read(reqwest::Method::GET, &url, None::<&()>)
+            .await
+    }
+
+    /// Runs statements through `/raw`; `write` decides whether a lost answer may be retried.
+    async fn raw(&self, statements: &[Statement], write: bool) -> Result<Vec<Rows>, BackendError> {
+        let url = self.database_url("/raw");
+        let body = match self.config.mode {
+            RequestMode::Batch => serde_json::json!({
+                "batch": statements.iter().map(|s| SingleQuery {
+                    sql: s.sql.clone(),
+                    params: s.params.iter().map(param_json).collect(),
+                }).collect::<Vec<_>>()
+            }),
+            RequestMode::Sql => serde_json::json!({
+                "sql": statements.iter().map(inline_params).collect::<Vec<_>>().join(";\n"),
+            }),
+        };
+        let result: Result<Vec<RawResult>, D1Error> = if write {
+            self.send_write(&url, &body).await
+        } else {
+            self.send_read(reqwest::Method::POST, &url, Some(&body))
+                .await
+        };
+        match result {
+            Ok(results) => Ok(results.into_iter().map(rows_of).collect()),
+            Err(D1Error::Api {
+                code: 7500,
+                message,
+                ..
+            }) => Err(BackendError::Statement {
+                index: None,
+                message,
+            }),
+            Err(error) if write && error.may_have_committed() => {
+                Err(BackendError::OutcomeUnknown {
+                    message: error.to_string(),
+                })
+            }
+            Err(error) => Err(BackendError::Other(Box::new(error))),
+        }
+    }
+
+    /// A request that may be repeated freely: retried on 429, 5xx and network errors.
+    async fn send_read<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, D1Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.attempt(method.clone(), url, body).await;
+            let (after, error) = match outcome {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Failed(error) => return Err(error),
+                Attempt::Retry { after, error } => (after, error),
+                Attempt::Unknown(error) => (backoff(attempt), error),
+            };
+            if attempt > self.retries {
+                return Err(error);
+            }
+            tracing::debug!(attempt, ?after, "retrying read: {error}");
+            tokio::time::sleep(after).await;
+        }
+    }
+
+    /// A write: re-sent only when it certainly did not run; otherwise the caller learns the
+    /// outcome from the ledger.
+    async fn send_write<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &impl Serialize,
+    ) -> Result<T, D1Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(reqwest::Method::POST, url, Some(body)).await {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Failed(error) | Attempt::Unknown(error) => return Err(error),
+                Attempt::Retry { after, error } => {
+                    if attempt > self.retries {
+                        return Err(error);
+                    }
+                    tracing::debug!(attempt, ?after, "retrying write that did not run: {error}");
+                    tokio::time::sleep(after).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&impl Serialize>,
+    ) -> Attempt<T> {
+        let mut request = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.config.token.expose());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        tracing::debug!(url, "D1 request");
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let d1_error = D1Error::Unreachable {
+                    url: url.to_owned(),
+                    message: describe_reqwest(&error),
+                };
+                // A failed connect never reached the server; anything later may have.
+                return if error.is_connect() {
+                    Attempt::Retry {
+                        after: Duration::from_millis(200),
+                        error: d1_error,
+                    }
+                } else {
+                    Attempt::Unknown(d1_error)
+                };
+            }
+        };
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            return Attempt::Retry {
+                after: Duration::from_secs(retry_after.unwrap_or(1).min(60)),
+                error: D1Error::RateLimited { retry_after },
+            };
+        }
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(error) => {
+                return Attempt::Unknown(D1Error::Unreachable {
+                    url: url.to_owned(),
+                    message: describe_reqwest(&error),
+                });
+            }
+        };
+        let Ok(envelope) = serde_json::from_str::<Envelope<T>>(&text) else {
+            let error = D1Error::Protocol {
+                url: url.to_owned(),
+                status: status.as_u16(),
+                excerpt: text.chars().take(200).collect(),
+            };
+            return if status.is_server_error() {
+                Attempt::Unknown(error)
+            } else {
+                Attempt::Failed(error)
+            };
+        };
+        if envelope.success
+            && let Some(result) = envelope.result
+        {
+            return Attempt::Done(result);
+        }
+        let first = envelope.errors.first().cloned().unwrap_or(ApiMessage {
+            code: 0,
+            message: format!("HTTP {status} without an error message"),
+        });
+        let error = D1Error::Api {
+            status: status.as_u16(),
+            code: first.code,
+            message: first.message,
+        };
+        if status.is_server_error() {
+            Attempt::Unknown(error)
+        } else {
+            Attempt::Failed(error)
+        }
+    }
+
+    /// `GET …/time_travel/bookmark`: the current bookmark (the rollback point).
+    pub async fn bookmark(&self) -> Result<String, D1Error> {
+        let url = self.database_url("/time_travel/bookmark");
+        let result: BookmarkResult = self
+            .send_read(reqwest::Method::GET, &url, None::<&()>)
+            .await?;
+        Ok(result.bookmark)
+    }
+
+    /// `POST …/time_travel/restore?bookmark=B`.
+    pub async fn restore(&self, bookmark: &str) -> Result<RestoreResult, D1Error> {
+        let url = format!(
+            "{}?bookmark={}",
+            self.database_url("/time_travel/restore"),
+            percent_encode(bookmark)
+        );
+        self.send_write(&url, &serde_json::json!({})).await
+    }
+
+    /// Runs the export polling protocol and streams the dump to `destination`. `on_poll` hears
+    /// each poll's messages.
+    pub async fn export(
+        &self,
+        options: DumpOptions,
+        destination: &Path,
+        on_poll: &(dyn Fn(&[String]) + Send + Sync),
+    ) -> Result<u64, D1Error> {
+        let url = self.database_url("/export");
+        let mut request = ExportRequest {
+            output_format: "polling".to_owned(),
+            dump_options: Some(options),
+            current_bookmark: None,
+        };
+        let signed_url = loop {
+            let polling: ExportPolling = self
+                .send_read(reqwest::Method::POST, &url, Some(&request))
+                .await?;
+            on_poll(&polling.messages);
+            match polling.status {
+                PollStatus::Complete => match polling.result {
+                    Some(file) => break file.signed_url,
+                    None => {
+                        return Err(D1Error::Export {
+                            message: "the export completed without a download URL".to_owned(),
+                        });
+                    }
+                },
+                PollStatus::Error => {
+                    return Err(D1Error::Export {
+                        message: polling
+                            .error
+                            .unwrap_or_else(|| "no reason given".to_owned()),
+                    });
+                }
+                PollStatus::Active => request.current_bookmark = polling.at_bookmark,
+            }
+        };
+        self.download(&signed_url, destination).await
+    }
+
+    /// Streams a signed URL to disk (no auth header: the URL carries its own signature).
+    async fn download(&self, signed_url: &str, destination: &Path) -> Result<u64, D1Error> {
+        let unreachable = |message: String| D1Error::Unreachable {
+            url: signed_url.to_owned(),
+            message,
+        };
+        let write_error = |error: std::io::Error| D1Error::Write {
+            path: destination.display().to_string(),
+            message: error.to_string(),
+        };
+        let mut response = self
+            .http
+            .get(signed_url)
+            .send()
+            .await
+            .map_err(|e| unreachable(describe_reqwest(&e)))?;
+        if !response.status().is_success() {
+            return Err(unreachable(format!("HTTP {}", response.status())));
+        }
+        let mut file = tokio::fs::File::create(destination)
+            .await
+            .map_err(write_error)?;
+        let mut written = 0;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| unreachable(describe_reqwest(&e)))?
+        {
+            file.write_all(&chunk).await.map_err(write_error)?;
+            written += chunk.len() as u64;
+        }
+        file.flush().await.map_err(write_error)?;
+        Ok(written)
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200 * 2_u64.pow(attempt.min(6)))
+}
+
+fn describe_reqwest(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `https://` anywhere; plain `http://` only to this machine.
+fn check_base_url(url: &str) -> Result<(), D1Error> {
+    let bad = |reason: &str| D1Error::BadBaseUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let loopback = match parsed.host() {
+                Some(url::Host::Domain(domain)) => domain == "localhost",
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(())
+            } else {
+                Err(bad(
+                    "plain http is accepted only for loopback addresses (a local simulator)",
+                ))
+            }
+        }
+        _ => Err(bad("use an https:// URL")),
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// D1 types `params` as strings: numbers travel as decimal text.
+fn param_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(v) => serde_json::Value::String(v.to_string()),
+        Value::Real(v) => serde_json::Value::String(v.to_string()),
+        Value::Text(v) => serde_json::Value::String(v.clone()),
+        Value::Blob(v) => serde_json::Value::String(hex::encode(v)),
+    }
+}
+
+/// The statement with its `?` parameters written as SQL literals, for the multi-statement
+/// `sql` form (which has no per-statement parameters).
+pub fn inline_params(statement: &Statement) -> String {
+    let mut params = statement.params.iter();
+    let mut out = String::with_capacity(statement.sql.len());
+    let mut quote: Option<char> = None;
+    for ch in statement.sql.chars() {
+        match quote {
+            Some(q) if ch == q => quote = None,
+            None if matches!(ch, '\'' | '"' | '`') => quote = Some(ch),
+            None if ch == '?' => {
+                if let Some(value) = params.next() {
+                    out.push_str(&literal(value));
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn literal(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".to_owned(),
+        Value::Integer(v) => v.to_string(),
+        Value::Real(v) => v.to_string(),
+        Value::Text(v) => format!("'{}'", v.replace('\'', "''")),
+        Value::Blob(v) => format!("X'{}'", hex::encode(v)),
+    }
+}
+
+fn rows_of(result: RawResult) -> Rows {
+    Rows {
+        columns: result.results.columns,
+        rows: result
+            .results
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(value_of).collect())
+            .collect(),
+    }
+}
+
+fn value_of(value: serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Integer(i64::from(b)),
+        serde_json::Value::Number(n) => n.as_i64().map_or_else(
+            || Value::Real(n.as_f64().unwrap_or(f64::NAN)),
+            Value::Integer,
+        ),
+        serde_json::Value::String(s) => Value::Text(s),
+        serde_json::Value::Array(items) => {
+            // Blobs arrive as arrays of byte values.
+            let bytes: Option<Vec<u8>> = items
+                .iter()
+                .map(|item| item.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect();
+            bytes.map_or_else(
+                || Value::Text(serde_json::Value::Array(items).to_string()),
+                Value::Blob,
+            )
+        }
+        other @ serde_json::Value::Object(_) => Value::Text(other.to_string()),
+    }
+}
+
+/// A D1 database as a backend.
+pub struct D1Backend {
+    client: D1Client,
+}
+
+impl D1Backend {
+    pub fn new(client: D1Client) -> Self {
+        Self { client }
+    }
+
+    pub fn client(&self) -> &D1Client {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl Backend for D1Backend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::D1
+    }
+
+    fn location(&self) -> String {
+        format!(
+            "{} {}",
+            self.client.config.database_name, self.client.config.database_id
+        )
+    }
+
+    async fn batch(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {
+        self.client.raw(statements, true).await
+    }
+
+    async fn read(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {
+        self.client.raw(statements, false).await
+    }
+
+    /// Asks Cloudflare what the id names, and refuses when it is not the configured database.
+    async fn describe(&self) -> Result<Identity, BackendError> {
+        let details = self
+            .client
+            .database()
+            .await
+            .map_err(|error| BackendError::Other(Box::new(error)))?;
+        let config = &self.client.config;
+        if details.name != config.database_name {
+            return Err(BackendError::Unavailable {
+                message: format!(
+                    "database {} is named `{}` on Cloudflare, but environments.toml expects `{}`",
+                    config.database_id, details.name, config.database_name
+                ),
+                hint: Some(
+                    "check `database_id` and `database_name` of this env: d1ctl will not write to a database it cannot confirm"
+                        .to_owned(),
+                ),
+            });
+        }
+        Ok(Identity {
+            label: format!("{} {}", details.name, details.uuid),
+            known_empty: details.num_tables == Some(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlines_parameters_outside_quotes() {
+        let statement = Statement::with_params(
+            "INSERT INTO t (a, b, c) VALUES (?, '?', ?)",
+            vec![Value::from("it's"), Value::Integer(3)],
+        );
+        assert_eq!(
+            inline_params(&statement),
+            "INSERT INTO t (a, b, c) VALUES ('it''s', '?', 3)"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        assert!(check_base_url("http://127.0.0.1:8787/client/v4").is_ok());
+        assert!(check_base_url("http://localhost:1/client/v4").is_ok());
+        assert!(check_base_url("http://[::1]:1/client/v4").is_ok());
+        assert!(check_base_url("https://api.cloudflare.com/client/v4").is_ok());
+        assert!(check_base_url("http://10.0.0.1/client/v4").is_err());
+        assert!(check_base_url("ftp://x").is_err());
+    }
+}

@@ -1,0 +1,554 @@
+//! d1 environments over real HTTP against the bundled simulator on 127.0.0.1, port 0.
+
+use d1ctl::sim::{Faults, SimConfig, Simulator};
+
+use crate::common::{Output, Project};
+
+const TOKEN: &str = "sim-test-token-6d1f0e";
+const ACCOUNT: &str = "abcdefabcdefabcdefabcdefabcdef12";
+const STAGING: &str = "22222222-2222-4222-8222-222222222222";
+const PRODUCTION: &str = "44444444-4444-4444-8444-444444444444";
+
+struct Remote {
+    sim: Simulator,
+    project: Project,
+}
+
+fn config(extra: &str) -> String {
+    format!(
+        "[project]\nladder = [\"local\", \"staging\", \"production\"]\n\n\
+         [env.local]\nbackend = \"sqlite\"\npath = \"local.sqlite\"\n\n\
+         [env.staging]\nbackend = \"d1\"\naccount_id = \"{ACCOUNT}\"\ndatabase_id = \"{STAGING}\"\ndatabase_name = \"app-staging\"\n{extra}\n\
+         [env.production]\nbackend = \"d1\"\naccount_id = \"{ACCOUNT}\"\ndatabase_id = \"{PRODUCTION}\"\ndatabase_name = \"app-production\"\n"
+    )
+}
+
+fn remote() -> Remote {
+    let sim = Simulator::start(SimConfig {
+        data_dir: None,
+        tokens: vec![TOKEN.to_owned()],
+        databases: vec![
+            ("app-staging".to_owned(), STAGING.to_owned()),
+            ("app-production".to_owned(), PRODUCTION.to_owned()),
+        ],
+    })
+    .expect("start the simulator");
+    let project = Project::new();
+    project.config(&config(""));
+    project
+        .migration("0001_users.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n")
+        .migration(
+            "0002_posts.sql",
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id) ON DELETE CASCADE);\nCREATE INDEX posts_user ON posts(user_id);\n",
+        );
+    Remote { sim, project }
+}
+
+impl Remote {
+    /// Runs d1ctl pointed at the simulator with the token in the process environment.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[("CLOUDFLARE_API_TOKEN", TOKEN)])
+    }
+
+    fn run_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut command = self.project.command(args);
+        command.env("CLOUDFLARE_API_BASE_URL", self.sim.base_url());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().expect("run d1ctl");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn run_ok(&self, args: &[&str], code: i32) -> Output {
+        let output = self.run(args);
+        assert_eq!(
+            output.code, code,
+            "d1ctl {args:?}\nstdout:\n{}\nstderr:\n{}",
+            output.stdout, output.stderr
+        );
+        output
+    }
+
+    fn requests(&self) -> u64 {
+        self.sim.stats().total
+    }
+
+    fn rows(&self, database: &str, sql: &str) -> Vec<String> {
+        self.sim
+            .query_rows(database, sql)
+            .unwrap()
+            .into_iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn apply_and_status_over_http_within_the_request_budget() {
+    let remote = remote();
+    let apply = remote.run_ok(&["apply", "staging"], 0);
+    assert!(
+        apply
+            .stderr
+            .contains(&format!("target: staging (d1, app-staging {STAGING})")),
+        "{}",
+        apply.stderr
+    );
+    // k = 2 migrations: get database + 2 applies on a fresh database (at most k + 2).
+    assert_eq!(remote.requests(), 3, "{:?}", remote.sim.stats());
+    assert_eq!(
+        remote.rows(STAGING, "SELECT name FROM d1_migrations ORDER BY id"),
+        ["0001_users.sql", "0002_posts.sql"]
+    );
+
+    remote.sim.reset_stats();
+    let status = remote
+        .run_ok(&["status", "staging", "--format", "json"], 0)
+        .json();
+    assert_eq!(
+        remote.requests(),
+        1,
+        "status reads every ledger in one request"
+    );
+    assert_eq!(status["environments"][0]["backend"], "d1");
+    assert_eq!(
+        status["environments"][0]["migrations"][1]["state"],
+        "applied"
+    );
+
+    remote.sim.reset_stats();
+    let again = remote.run_ok(&["apply", "staging"], 0);
+    assert!(
+        again.stderr.contains("nothing to apply"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(remote.requests(), 2, "get database + ledger read");
+}
+
+#[test]
+fn apply_of_k_migrations_to_a_tracked_database_takes_k_plus_2_requests() {
+    let remote = remote();
+    remote.run_ok(&["apply", "staging"], 0);
+    remote
+        .project
+        .migration("0003_a.sql", "CREATE TABLE a (x);\n")
+        .migration("0004_b.sql", "CREATE TABLE b (x);\n")
+        .migration("0005_c.sql", "CREATE TABLE c (x);\n");
+    remote.sim.reset_stats();
+    remote.run_ok(&["apply", "staging"], 0);
+    assert_eq!(remote.requests(), 3 + 2, "{:?}", remote.sim.stats());
+}
+
+#[test]
+fn status_of_several_envs_makes_one_request_each() {
+    let remote = remote();
+    remote.run_ok(&["apply", "staging"], 0);
+    remote.project.config(&config("").replace(
+        "database_name = \"app-production\"\n",
+        "database_name = \"app-production\"\nprotected = true\n",
+    ));
+    // Production is tracked too (applied by hand with wrangler's ledger only).
+    remote
+        .sim
+        .execute(PRODUCTION, "CREATE TABLE \"d1_migrations\"(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL); CREATE TABLE _d1ctl_migrations (name TEXT PRIMARY KEY, sha256 TEXT, sha256_lf TEXT, applied_at TEXT, applied_by TEXT, duration_ms INTEGER, statements INTEGER, d1ctl_version TEXT);")
+        .unwrap();
+    remote.sim.reset_stats();
+    let output = remote.run_ok(&["status", "staging", "production"], 0);
+    assert_eq!(remote.requests(), 2, "{:?}", remote.sim.stats());
+    assert!(
+        output.stdout.contains("0002_posts.sql  applied  pending"),
+        "{}",
+        output.stdout
+    );
+}
+
+#[test]
+fn a_trigger_migration_goes_through_batch_whole() {
+    let remote = remote();
+    remote.project.migration(
+        "0003_trigger.sql",
+        "CREATE TABLE audit (post_id INTEGER, note TEXT);\n\
+         CREATE TRIGGER posts_audit AFTER INSERT ON posts BEGIN\n  INSERT INTO audit VALUES (NEW.id, 'created; checked');\n  UPDATE audit SET note = note || '!' WHERE post_id = NEW.id;\nEND;\n",
+    );
+    remote.run_ok(&["apply", "staging"], 0);
+    remote
+        .sim
+        .execute(
+            STAGING,
+            "INSERT INTO users VALUES (1, 'a@b'); INSERT INTO posts VALUES (7, 1);",
+        )
+        .unwrap();
+    assert_eq!(
+        remote.rows(STAGING, "SELECT post_id, note FROM audit"),
+        ["7|created; checked!"]
+    );
+}
+
+#[test]
+fn the_sql_request_mode_applies_atomically_too() {
+    let remote = remote();
+    remote.project.config(&config("request_mode = \"sql\"\n"));
+    remote.project.migration(
+        "0003_bad.sql",
+        "CREATE TABLE c (x);\nINSERT INTO nope VALUES (1);\n",
+    );
+    let output = remote.run_ok(&["apply", "staging"], 1);
+    assert!(
+        output.stderr.contains("no such table: nope"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        remote.rows(
+            STAGING,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'c'"
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        remote.rows(STAGING, "SELECT count(*) FROM d1_migrations"),
+        ["2"]
+    );
+}
+
+#[test]
+fn a_sql_error_reaches_the_user_with_its_code() {
+    let remote = remote();
+    remote
+        .project
+        .migration("0003_bad.sql", "CREATE TABLE c (x);\nSELEC 1;\n");
+    let output = remote.run_ok(&["apply", "staging"], 1);
+    assert!(
+        output.stderr.contains("migration `0003_bad.sql` failed"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("syntax error"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("was rolled back and left no trace"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("its tables and views now: posts, users"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn a_refused_token_is_code_10000_with_a_hint_and_never_printed() {
+    let remote = remote();
+    let wrong = "wrong-token-7c2a91";
+    let output = remote.run_with(
+        &["apply", "staging", "-v"],
+        &[("CLOUDFLARE_API_TOKEN", wrong)],
+    );
+    assert_eq!(output.code, 2, "{}", output.stderr);
+    assert!(output.stderr.contains("[code: 10000]"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("hint: the API token was refused"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        !output.stderr.contains(wrong) && !output.stdout.contains(wrong),
+        "token leaked:\n{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn an_unknown_database_is_code_7404_with_a_hint() {
+    let remote = remote();
+    remote
+        .project
+        .config(&config("").replace(STAGING, "99999999-9999-4999-8999-999999999999"));
+    let output = remote.run_ok(&["apply", "staging"], 2);
+    assert!(output.stderr.contains("[code: 7404]"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("hint: check `database_id`"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn a_database_with_another_name_is_refused() {
+    let remote = remote();
+    remote
+        .project
+        .config(&config("").replace("\"app-staging\"", "\"app-stagign\""));
+    let output = remote.run_ok(&["apply", "staging"], 2);
+    assert!(
+        output.stderr.contains(&format!("database {STAGING} is named `app-staging` on Cloudflare, but environments.toml expects `app-stagign`")),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        remote.rows(
+            STAGING,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'users'"
+        ),
+        ["0"]
+    );
+}
+
+#[test]
+fn rate_limits_are_retried_after_the_servers_delay() {
+    let remote = remote();
+    remote.sim.set_faults(Faults {
+        rate_limit_burst: 2,
+        retry_after_secs: 0,
+        ..Faults::default()
+    });
+    remote.run_ok(&["apply", "staging"], 0);
+    assert_eq!(
+        remote.requests(),
+        3 + 2,
+        "two 429s, then the three requests"
+    );
+    assert_eq!(
+        remote.rows(STAGING, "SELECT count(*) FROM d1_migrations"),
+        ["2"]
+    );
+}
+
+#[test]
+fn a_server_error_before_commit_is_verified_and_nothing_runs_twice() {
+    let remote = remote();
+    remote.sim.set_faults(Faults {
+        fail_before_commit: 1,
+        ..Faults::default()
+    });
+    let output = remote.run_ok(&["apply", "staging"], 1);
+    assert!(
+        output
+            .stderr
+            .contains("ledger shows `0001_users.sql` did not commit"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("not attempted: 0002_posts.sql"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        remote.rows(
+            STAGING,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'users'"
+        ),
+        ["0"]
+    );
+
+    remote.run_ok(&["apply", "staging"], 0);
+    assert_eq!(
+        remote.rows(STAGING, "SELECT name FROM d1_migrations ORDER BY id"),
+        ["0001_users.sql", "0002_posts.sql"]
+    );
+    assert_eq!(
+        remote.rows(STAGING, "SELECT count(*) FROM _d1ctl_migrations"),
+        ["2"]
+    );
+}
+
+#[test]
+fn a_server_error_after_commit_is_recognised_from_the_ledger() {
+    let remote = remote();
+    remote.sim.set_faults(Faults {
+        fail_after_commit: 1,
+        ..Faults::default()
+    });
+    let output = remote.run_ok(&["apply", "staging"], 0);
+    assert!(
+        output.stderr.contains(
+            "the response for `0001_users.sql` was lost; `staging`'s ledger shows it committed"
+        ),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        remote.rows(STAGING, "SELECT name FROM d1_migrations ORDER BY id"),
+        ["0001_users.sql", "0002_posts.sql"]
+    );
+}
+
+#[test]
+fn a_dropped_connection_after_commit_is_recognised_from_the_ledger() {
+    let remote = remote();
+    remote.sim.set_faults(Faults {
+        drop_after_commit: 1,
+        ..Faults::default()
+    });
+    let output = remote.run_ok(&["apply", "staging"], 0);
+    assert!(output.stderr.contains("was lost"), "{}", output.stderr);
+    assert_eq!(
+        remote.rows(STAGING, "SELECT count(*) FROM d1_migrations"),
+        ["2"]
+    );
+    assert_eq!(
+        remote.rows(STAGING, "SELECT count(*) FROM _d1ctl_migrations"),
+        ["2"]
+    );
+}
+
+#[test]
+fn oversized_statements_and_transactions_are_refused_before_anything_is_sent() {
+    let remote = remote();
+    let big = format!(
+        "INSERT INTO users (email) VALUES ('{}');\n",
+        "x".repeat(100_001)
+    );
+    remote
+        .project
+        .migration("0003_big.sql", &format!("CREATE TABLE big (x);\n{big}"));
+    remote.sim.reset_stats();
+    let output = remote.run_ok(&["apply", "staging"], 2);
+    assert!(output.stderr.contains("migrations/0003_big.sql:2: statement 2 is 100039 bytes; D1 refuses statements over 100000 bytes"), "{}", output.stderr);
+    // Only the reads that find what is pending: nothing was written.
+    assert_eq!(
+        remote
+            .sim
+            .stats()
+            .by_endpoint
+            .get("raw")
+            .copied()
+            .unwrap_or(0)
+            + remote
+                .sim
+                .stats()
+                .by_endpoint
+                .get("query")
+                .copied()
+                .unwrap_or(0),
+        0
+    );
+    assert_eq!(
+        remote.rows(
+            STAGING,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'users'"
+        ),
+        ["0"]
+    );
+}
+
+#[test]
+fn a_missing_token_lists_every_place_looked() {
+    let remote = remote();
+    let output = remote.run_with(&["status", "staging"], &[]);
+    assert_eq!(output.code, 2, "{}", output.stderr);
+    for place in [
+        "CLOUDFLARE_D1_TOKEN_STAGING",
+        "CLOUDFLARE_D1_TOKEN",
+        "CLOUDFLARE_API_TOKEN",
+        ".dev.vars",
+        ".env",
+    ] {
+        assert!(
+            output.stderr.contains(place),
+            "`{place}` not listed:\n{}",
+            output.stderr
+        );
+    }
+}
+
+#[test]
+fn the_token_can_come_from_dev_vars_and_the_more_specific_file_wins() {
+    let remote = remote();
+    remote
+        .project
+        .write(".dev.vars", "CLOUDFLARE_API_TOKEN=wrong-generic-token\n");
+    remote.project.write(
+        ".dev.vars.staging",
+        format!("CLOUDFLARE_D1_TOKEN=\"{TOKEN}\"\n"),
+    );
+    let output = remote.run_with(&["status", "staging", "-v"], &[]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(
+        output.stderr.contains(".dev.vars.staging"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        !output.stderr.contains(TOKEN),
+        "token leaked:\n{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn the_process_environment_beats_dev_vars() {
+    let remote = remote();
+    remote
+        .project
+        .write(".dev.vars", format!("CLOUDFLARE_API_TOKEN={TOKEN}\n"));
+    let output = remote.run_with(
+        &["status", "staging"],
+        &[("CLOUDFLARE_D1_TOKEN_STAGING", "env-wins-but-is-wrong")],
+    );
+    assert_eq!(
+        output.code, 2,
+        "the wrong token from the environment must be the one used:\n{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("[code: 10000]"), "{}", output.stderr);
+}
+
+#[test]
+fn a_token_env_variable_named_in_the_table_is_read() {
+    let remote = remote();
+    remote
+        .project
+        .config(&config("token_env = \"STAGING_D1_SECRET\"\n"));
+    let output = remote.run_with(&["status", "staging"], &[("STAGING_D1_SECRET", TOKEN)]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+}
+
+#[test]
+fn the_repository_example_runs_offline_on_the_bundled_simulator() {
+    let project = Project::empty();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    fs_err::copy(
+        root.join("environments.toml"),
+        project.path("environments.toml"),
+    )
+    .unwrap();
+    crate::common::copy_dir(&root.join("migrations"), &project.path("migrations"));
+    project.run_ok(&["apply", "local"], 0);
+    let dev = project.run_ok(&["apply", "dev"], 0);
+    assert!(
+        dev.stderr.contains("target: dev (d1, example-dev "),
+        "{}",
+        dev.stderr
+    );
+    let status = project
+        .run_ok(&["status", "dev", "--format", "json"], 0)
+        .json();
+    let migrations = status["environments"][0]["migrations"].as_array().unwrap();
+    assert!(
+        !migrations.is_empty() && migrations.iter().all(|m| m["state"] == "applied"),
+        "{status:#}"
+    );
+    // The simulator keeps its data across runs.
+    let again = project.run_ok(&["apply", "dev"], 0);
+    assert!(
+        again.stderr.contains("nothing to apply"),
+        "{}",
+        again.stderr
+    );
+    project.run_ok(&["apply", "production"], 2);
+}
