@@ -30,6 +30,7 @@ pub fn main() -> ExitCode {
     if printer.verbose() {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            .with_ansi(printer.stderr_color())
             .with_env_filter(tracing_subscriber::EnvFilter::new("d1ctl=debug"))
             .with_target(false)
             .try_init();

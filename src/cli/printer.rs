@@ -68,6 +68,11 @@ impl Printer {
         self.verbose
     }
 
+    /// Whether stderr gets colours (for the `-v` log lines too).
+    pub(crate) fn stderr_color(&self) -> bool {
+        self.stderr_color
+    }
+
     /// Data on stdout: printed even with `--quiet`.
     #[expect(clippy::unused_self, reason = "all output goes through the printer")]
     pub(crate) fn data(&self, text: &str) -> std::io::Result<()> {

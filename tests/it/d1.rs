@@ -552,3 +552,82 @@ fn the_repository_example_runs_offline_on_the_bundled_simulator() {
     );
     project.run_ok(&["apply", "production"], 2);
 }
+
+fn client_for(sim: &Simulator, database_id: &str, name: &str) -> d1ctl::d1::client::D1Backend {
+    use d1ctl::d1::client::{D1Backend, D1Client, D1Config, RequestMode};
+    D1Backend::new(
+        D1Client::new(D1Config {
+            base_url: sim.base_url(),
+            account_id: ACCOUNT.to_owned(),
+            database_id: database_id.to_owned(),
+            database_name: name.to_owned(),
+            token: d1ctl::credentials::Secret::new(TOKEN.to_owned()),
+            mode: RequestMode::Batch,
+        })
+        .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_takes_bookmarks_restores_them_and_streams_exports() {
+    use d1ctl::backend::{Backend, Statement};
+
+    let remote = remote();
+    let backend = client_for(&remote.sim, STAGING, "app-staging");
+    let client = backend.client();
+    backend
+        .batch(&[
+            Statement::new("CREATE TABLE t (x TEXT)"),
+            Statement::new("INSERT INTO t VALUES ('one')"),
+        ])
+        .await
+        .unwrap();
+    let before = client.bookmark().await.unwrap();
+    backend
+        .batch(&[Statement::new("INSERT INTO t VALUES ('two\nlines')")])
+        .await
+        .unwrap();
+
+    let dump = remote.project.path("staging.sql");
+    let polls = std::sync::atomic::AtomicUsize::new(0);
+    let bytes = client
+        .export(d1ctl::d1::api::DumpOptions::default(), &dump, &|_| {
+            polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .await
+        .unwrap();
+    let text = fs_err::read_to_string(&dump).unwrap();
+    assert_eq!(bytes as usize, text.len());
+    assert!(
+        polls.into_inner() >= 2,
+        "the export answers `active` before `complete`"
+    );
+    assert!(
+        text.starts_with("PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE t (x TEXT);"),
+        "{text}"
+    );
+    assert!(
+        text.contains("INSERT INTO \"t\" (\"x\") VALUES(replace('two\\nlines','\\n',char(10)));"),
+        "{text}"
+    );
+
+    let restored = client.restore(&before).await.unwrap();
+    assert!(!restored.previous_bookmark.is_empty());
+    assert_eq!(remote.rows(STAGING, "SELECT x FROM t"), ["one"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_refused_off_loopback() {
+    use d1ctl::d1::client::{D1Client, D1Config, RequestMode};
+    let error = D1Client::new(D1Config {
+        base_url: "http://192.0.2.1/client/v4".to_owned(),
+        account_id: ACCOUNT.to_owned(),
+        database_id: STAGING.to_owned(),
+        database_name: "app-staging".to_owned(),
+        token: d1ctl::credentials::Secret::new(TOKEN.to_owned()),
+        mode: RequestMode::Batch,
+    })
+    .err()
+    .expect("refused");
+    assert!(error.to_string().contains("only for loopback"), "{error}");
+}

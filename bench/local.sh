@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Local SQLite benchmark of d1ctl, beside the sqlite3 CLI doing the same work.
+#
+#   bash bench/local.sh                  # from the repository root
+#   D1CTL=/path/to/d1ctl RUNS=100 bash bench/local.sh
+#
+# a. `d1ctl apply local -q` of two small migrations to a fresh database, beside
+#    `sqlite3 local.sqlite < script.sql` (wrangler's ledger table, then per migration
+#    BEGIN; <migration>; INSERT INTO d1_migrations ...; COMMIT;).
+# b. `d1ctl status local` on that database (2 migrations applied), beside
+#    `sqlite3 local.sqlite 'SELECT name FROM d1_migrations ORDER BY id'`.
+# c. Peak resident memory (GNU time %M), median of MEM_RUNS runs.
+#
+# Needs: hyperfine, GNU time (/usr/bin/time), sqlite3, jq. Nothing leaves the machine.
+set -euo pipefail
+
+D1CTL=${D1CTL:-target/release/d1ctl}
+RUNS=${RUNS:-50}          # hyperfine runs per command (>= 30)
+WARMUP=${WARMUP:-5}       # hyperfine warmup runs
+MEM_RUNS=${MEM_RUNS:-9}   # runs for the peak-RSS median
+SQLITE3=${SQLITE3:-sqlite3}
+GNU_TIME=${GNU_TIME:-/usr/bin/time}
+
+die() { echo "bench/local.sh: $*" >&2; exit 2; }
+for tool in hyperfine jq "$SQLITE3" "$GNU_TIME"; do
+  command -v "$tool" >/dev/null || die "needs \`$tool\`"
+done
+[[ -x $D1CTL ]] || die "no d1ctl binary at \`$D1CTL\` (build: cargo build --release --locked, or set D1CTL)"
+D1CTL=$(cd "$(dirname "$D1CTL")" && pwd)/$(basename "$D1CTL")
+SQLITE3=$(command -v "$SQLITE3")
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/d1ctl-bench-local.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+# --- the project: one local env, two small migrations ------------------------------------------
+mkdir migrations
+cat > environments.toml <<'TOML'
+[project]
+migrations_dir = "migrations"
+
+[env.local]
+backend = "sqlite"
+path = "local.sqlite"
+TOML
+
+cat > migrations/0001_create_users.sql <<'SQL'
+-- Migration number: 0001
+CREATE TABLE users (
+  id INTEGER PRIMARY KEY,
+  email TEXT NOT NULL UNIQUE,
+  name TEXT,
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+SQL
+
+cat > migrations/0002_create_posts.sql <<'SQL'
+-- Migration number: 0002
+CREATE TABLE posts (
+  id INTEGER PRIMARY KEY,
+  author_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  title TEXT NOT NULL,
+  body TEXT NOT NULL DEFAULT '',
+  updated_at TEXT
+);
+
+CREATE INDEX posts_author_id ON posts(author_id);
+
+CREATE TRIGGER posts_touch AFTER UPDATE OF title, body ON posts
+BEGIN
+  UPDATE posts SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = NEW.id;
+END;
+SQL
+
+# The same work for the sqlite3 CLI: wrangler's ledger table, then one transaction per migration
+# holding the migration and its ledger row.
+{
+  printf 'PRAGMA foreign_keys=ON;\n'
+  printf 'CREATE TABLE IF NOT EXISTS d1_migrations(\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  name TEXT UNIQUE,\n  applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL\n);\n'
+  for file in migrations/*.sql; do
+    printf 'BEGIN;\n'
+    cat "$file"
+    printf "INSERT INTO d1_migrations(name) VALUES('%s');\nCOMMIT;\n" "$(basename "$file")"
+  done
+} > script.sql
+
+# Sanity: both sides produce the same schema and ledger.
+rm -f local.sqlite*
+"$D1CTL" apply local -q
+d1ctl_schema=$("$SQLITE3" local.sqlite "SELECT type, name FROM sqlite_master WHERE name NOT LIKE '%d1ctl%' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+d1ctl_ledger=$("$SQLITE3" local.sqlite 'SELECT name FROM d1_migrations ORDER BY id')
+rm -f local.sqlite*
+"$SQLITE3" local.sqlite < script.sql
+sqlite_schema=$("$SQLITE3" local.sqlite "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+sqlite_ledger=$("$SQLITE3" local.sqlite 'SELECT name FROM d1_migrations ORDER BY id')
+[[ $d1ctl_schema == "$sqlite_schema" && $d1ctl_ledger == "$sqlite_ledger" ]] ||
+  die "d1ctl and sqlite3 did not produce the same schema/ledger:"$'\n'"$d1ctl_schema"$'\n---\n'"$sqlite_schema"
+rm -f local.sqlite*
+
+echo "d1ctl:   $D1CTL ($("$D1CTL" --version 2>/dev/null || echo unknown version))"
+echo "sqlite3: $("$SQLITE3" --version | cut -d' ' -f1-2)"
+echo "hyperfine: $(hyperfine --version)"
+echo "runs: $RUNS (warmup $WARMUP), memory runs: $MEM_RUNS"
+echo
+
+# --- a. apply to a fresh database ----------------------------------------------------------------
+echo "== a. apply 2 migrations to a fresh database"
+hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json apply.json \
+  --prepare 'rm -f local.sqlite local.sqlite-journal local.sqlite-wal local.sqlite-shm' \
+  -n 'd1ctl apply local -q' "'$D1CTL' apply local -q" \
+  -n 'sqlite3 local.sqlite < script.sql' "'$SQLITE3' local.sqlite < script.sql"
+echo
+
+# --- b. status of the applied database -----------------------------------------------------------
+echo "== b. status of one local env (2 migrations applied)"
+rm -f local.sqlite*
+"$D1CTL" apply local -q
+"$D1CTL" status local
+hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json status.json \
+  -n 'd1ctl status local' "'$D1CTL' status local" \
+  -n 'sqlite3 SELECT name FROM d1_migrations' "'$SQLITE3' local.sqlite 'SELECT name FROM d1_migrations ORDER BY id'"
+echo
+
+# --- c. peak resident memory ---------------------------------------------------------------------
+# Prints the median of MEM_RUNS peak RSS values (KB) of "$@"; FRESH=1 deletes the database
+# first, STDIN=file feeds that file on standard input.
+peak_rss() {
+  local values=() i
+  for ((i = 0; i < MEM_RUNS; i++)); do
+    [[ ${FRESH:-0} == 1 ]] && rm -f local.sqlite*
+    "$GNU_TIME" -f '%M' -o rss.txt "$@" < "${STDIN:-/dev/null}" >/dev/null
+    values+=("$(tail -n 1 rss.txt)")
+  done
+  printf '%s\n' "${values[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+echo "== c. peak RSS (median of $MEM_RUNS runs)"
+rss_apply=$(FRESH=1 peak_rss "$D1CTL" apply local -q)
+rss_sqlite_apply=$(FRESH=1 STDIN=script.sql peak_rss "$SQLITE3" local.sqlite)
+rss_status=$(peak_rss "$D1CTL" status local)
+rss_sqlite_status=$(peak_rss "$SQLITE3" local.sqlite 'SELECT name FROM d1_migrations ORDER BY id')
+printf '%-28s %6s KB\n' 'd1ctl apply local -q' "$rss_apply" 'sqlite3 < script.sql' "$rss_sqlite_apply" \
+  'd1ctl status local' "$rss_status" 'sqlite3 SELECT' "$rss_sqlite_status"
+echo
+
+# --- summary -------------------------------------------------------------------------------------
+ms() { jq -r --arg n "$2" '.results[] | select(.command == $n) | "\(.mean * 1000) \(.stddev * 1000) \(.median * 1000) \(.min * 1000)"' "$1"; }
+row() { # file d1ctl-name sqlite-name label d1ctl-rss sqlite-rss
+  read -r dm ds dmed dmin < <(ms "$1" "$2")
+  read -r sm ss smed smin < <(ms "$1" "$3")
+  awk -v l="$4" -v dm="$dm" -v ds="$ds" -v dmed="$dmed" -v sm="$sm" -v ss="$ss" -v smed="$smed" \
+      -v dr="$5" -v sr="$6" 'BEGIN {
+    printf "| %s | %.1f ± %.1f ms (median %.1f) | %.1f ± %.1f ms (median %.1f) | %.2f× | %.1f MB | %.1f MB |\n",
+      l, dm, ds, dmed, sm, ss, smed, dm / sm, dr / 1024, sr / 1024 }'
+}
+echo "== summary"
+echo "| command | d1ctl mean ± σ | sqlite3 mean ± σ | ratio d1ctl/sqlite3 | d1ctl peak RSS | sqlite3 peak RSS |"
+echo "|---|---|---|---|---|---|"
+row apply.json 'd1ctl apply local -q' 'sqlite3 local.sqlite < script.sql' 'apply 2 migrations, fresh db' "$rss_apply" "$rss_sqlite_apply"
+row status.json 'd1ctl status local' 'sqlite3 SELECT name FROM d1_migrations' 'status, 1 local env' "$rss_status" "$rss_sqlite_status"
+echo
+verdict() { # file d1ctl-name sqlite-name rss label
+  read -r dm _ < <(ms "$1" "$2")
+  read -r sm _ < <(ms "$1" "$3")
+  awk -v l="$5" -v dm="$dm" -v sm="$sm" -v r="$4" 'BEGIN {
+    t = (dm / sm <= 2) ? "MET" : "MISSED"; m = (r / 1024 < 20) ? "MET" : "MISSED"
+    printf "%s: time within 2x of sqlite3: %s (%.2fx); peak RSS under 20 MB: %s (%.1f MB)\n", l, t, dm / sm, m, r / 1024 }'
+}
+verdict apply.json 'd1ctl apply local -q' 'sqlite3 local.sqlite < script.sql' "$rss_apply" apply
+verdict status.json 'd1ctl status local' 'sqlite3 SELECT name FROM d1_migrations' "$rss_status" status
