@@ -597,7 +597,7 @@ async fn the_client_takes_bookmarks_restores_them_and_streams_exports() {
         .await
         .unwrap();
     let text = fs_err::read_to_string(&dump).unwrap();
-    assert_eq!(bytes as usize, text.len());
+    assert_eq!(bytes, u64::try_from(text.len()).unwrap());
     assert!(
         polls.into_inner() >= 2,
         "the export answers `active` before `complete`"
