@@ -181,6 +181,15 @@ impl BackendError {
     }
 }
 
+/// A point a database can be restored to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RollbackPoint {
+    /// `bookmark` (D1 Time Travel) or `backup` (a SQLite file).
+    pub kind: &'static str,
+    /// The bookmark, or the backup file's path.
+    pub point: String,
+}
+
 /// What `describe` learned about a target.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -210,6 +219,22 @@ pub trait Backend: Send + Sync {
             known_empty: false,
         })
     }
+
+    /// Takes a point the database can be restored to: a Time Travel bookmark on D1, a backup
+    /// file under `backups` for SQLite.
+    async fn rollback_point(
+        &self,
+        backups: &std::path::Path,
+        label: &str,
+    ) -> Result<RollbackPoint, BackendError>;
+
+    /// Restores the database to `point`; returns the point to undo the restore with.
+    async fn restore(
+        &self,
+        point: &str,
+        backups: &std::path::Path,
+        label: &str,
+    ) -> Result<RollbackPoint, BackendError>;
 
     /// Runs read-only statements; a backend may retry these freely.
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {

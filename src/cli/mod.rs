@@ -104,6 +104,100 @@ Examples:
 In a drizzle-kit folder, generate migrations with `drizzle-kit generate` instead.")]
     New(NewArgs),
 
+    /// Show what `promote --to ENV` would do: the migrations, the gates, the lock, the rollback point.
+    #[command(after_help = "\
+Examples:
+  d1ctl plan --to staging                  what staging would get from dev
+  d1ctl plan --to production --cascade     every lagging rung up to production
+  d1ctl plan --to staging --format json
+
+Exits 0 when the plan can go ahead (or there is nothing to do), 1 when a gate blocks it.")]
+    Plan(PromoteArgs),
+
+    /// Apply to an environment exactly what the rung below it already ran, after gates.
+    #[command(after_help = "\
+Examples:
+  d1ctl promote --to staging               bring staging up to dev
+  d1ctl promote --to production --cascade --yes
+                                           every lagging rung, lowest first, up to production
+  d1ctl promote --to staging --dry-run     the plan, nothing written
+  d1ctl promote --to staging --all-in-one  every pending migration in one atomic unit
+
+The first rung's source is the migrations folder; every other rung's source is the rung before
+it. Gates (each must pass, or nothing is written): checksums, files, order, ancestry, source
+drift, lint, lock. A rollback point (D1 Time Travel bookmark, or a SQLite backup under
+`.d1ctl/backups/`) is taken before the first write, and the output ends with the exact rollback
+command. A `protected` env asks you to type its name; without a terminal it refuses unless
+`--yes` is given (CI=true confirms nothing).")]
+    Promote(PromoteArgs),
+
+    /// Restore an environment to a rollback point taken before a promotion.
+    #[command(after_help = "\
+Examples:
+  d1ctl rollback staging --last            the newest rollback point recorded on staging
+  d1ctl rollback staging --bookmark 00000085-0000024c-00004c6d-8e61117bf38d7adb71b934ebbf891683
+  d1ctl rollback local --bookmark .d1ctl/backups/local-2026-11-21T21-33-40-023Z.sqlite
+
+A restore replaces the whole database: writes after the point are lost. The state it replaces
+is kept (D1: the previous bookmark; SQLite: another backup), so a rollback can be undone.")]
+    Rollback(RollbackArgs),
+
+    /// Show or release an environment's promotion lock.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  d1ctl lock status staging
+  d1ctl lock release staging --id 3f9a…    release a lock whose holder died"
+    )]
+    Lock(LockCommand),
+
+    /// Record the migrations an untracked database already has, after proving its schema.
+    #[command(after_help = "\
+Examples:
+  d1ctl baseline production                        every migration of the folder
+  d1ctl baseline production --through 0007_tags.sql
+
+The env's schema must equal the replay of the migrations up to NAME (tables of the ledgers
+ignored); then they are recorded as applied in every ledger. A different schema is refused with
+the difference (exit 1).")]
+    Baseline(BaselineArgs),
+
+    /// Compare the schemas of two environments, or of an env and its migrations.
+    #[command(after_help = "\
+Examples:
+  d1ctl drift prod local           production against the local env
+  d1ctl drift staging              staging against the migrations its ledger says it ran
+  d1ctl drift migrations prod      the whole migrations folder against production
+  d1ctl drift prod local --format json
+
+Ledger tables, `_cf_*`, `sqlite_*` and FTS shadow tables are ignored; quoting, keyword case,
+whitespace and `IF NOT EXISTS` do not count as differences. Exits 0 when the schemas match,
+1 on drift, 2 on error.")]
+    Drift(DriftArgs),
+
+    /// Write an environment's schema and data as SQL, in D1's dump format.
+    #[command(after_help = "\
+Examples:
+  d1ctl export prod -o prod.sql            schema and data of production
+  d1ctl export staging --no-data -o schema.sql
+  d1ctl export local --table users --table posts > subset.sql
+
+A D1 env is exported through Cloudflare's export API (polled, then downloaded to disk); a local
+env is dumped by d1ctl in the same format, so a dump of either loads into the other. D1 refuses
+to export databases with virtual tables (FTS5) unless `--table` names only ordinary tables.")]
+    Export(ExportArgs),
+
+    /// Copy an environment's schema and data into a local SQLite env (\"sync from production\").
+    #[command(after_help = "\
+Examples:
+  d1ctl pull prod --into local             production's data into the `local` env
+  d1ctl pull staging --into local --yes    overwrite a local env that has data, without asking
+
+The target must be a local (`sqlite`) env that is not protected. Its previous file is kept under
+`.d1ctl/backups/`, and its ledgers end up as the source's.")]
+    Pull(PullArgs),
+
     /// Show where each credential of an env comes from; keep API tokens in the OS keyring.
     #[command(after_help = "\
 Examples:
@@ -204,4 +298,135 @@ pub(crate) enum AuthCommand {
         #[arg(value_name = "ENV")]
         environment: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DriftArgs {
+    /// An environment, or `migrations` for the migrations folder replayed in memory.
+    #[arg(value_name = "A")]
+    pub(crate) first: String,
+
+    /// What to compare A with; without it, A is compared with the migrations its ledger records.
+    #[arg(value_name = "B")]
+    pub(crate) second: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The environment (name or alias).
+    #[arg(value_name = "ENV")]
+    pub(crate) environment: String,
+
+    /// Leave out the rows: schema only.
+    #[arg(long, conflicts_with = "no_schema")]
+    pub(crate) no_data: bool,
+
+    /// Leave out the schema: rows only.
+    #[arg(long)]
+    pub(crate) no_schema: bool,
+
+    /// Export only this table (repeatable).
+    #[arg(long = "table", value_name = "TABLE")]
+    pub(crate) tables: Vec<String>,
+
+    /// Where to write the dump; stdout when not given.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PullArgs {
+    /// The environment to copy from (name or alias).
+    #[arg(value_name = "ENV")]
+    pub(crate) environment: String,
+
+    /// The local `sqlite` environment to copy into.
+    #[arg(long, value_name = "LOCAL_ENV")]
+    pub(crate) into: String,
+
+    /// Overwrite a target that has data without asking.
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// The environment to bring up to date (name or alias).
+    #[arg(long = "to", value_name = "ENV")]
+    pub(crate) to: String,
+
+    /// Walk every lagging rung from the lowest up to ENV, each with its own gates.
+    #[arg(long)]
+    pub(crate) cascade: bool,
+
+    /// Show the plan and write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// Confirm promotions to protected environments without asking.
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+
+    /// Apply every pending migration of a rung as one atomic unit.
+    #[arg(long)]
+    pub(crate) all_in_one: bool,
+
+    /// Skip the env's `before` and `after` hooks.
+    #[arg(long)]
+    pub(crate) no_hooks: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The environment (name or alias).
+    #[arg(value_name = "ENV")]
+    pub(crate) environment: String,
+
+    /// The rollback point: a D1 bookmark, or a SQLite backup file.
+    #[arg(
+        long,
+        value_name = "POINT",
+        conflicts_with = "last",
+        required_unless_present = "last"
+    )]
+    pub(crate) bookmark: Option<String>,
+
+    /// The newest rollback point recorded on the environment.
+    #[arg(long)]
+    pub(crate) last: bool,
+
+    /// Confirm without asking (protected environments).
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LockCommand {
+    /// Who holds the environment's promotion lock, if anyone.
+    Status {
+        #[arg(value_name = "ENV")]
+        environment: String,
+    },
+    /// Release the lock held by holder ID (from `lock status`).
+    Release {
+        #[arg(value_name = "ENV")]
+        environment: String,
+        #[arg(long, value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BaselineArgs {
+    /// The environment (name or alias).
+    #[arg(value_name = "ENV")]
+    pub(crate) environment: String,
+
+    /// The last migration the database already has (default: all of the folder).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) through: Option<String>,
+
+    /// Confirm without asking (protected environments).
+    #[arg(short, long)]
+    pub(crate) yes: bool,
 }

@@ -198,6 +198,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         &state,
         &pending,
         &applied_by,
+        &apply::Extras::default(),
         &progress,
     )
     .await;

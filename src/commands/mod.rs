@@ -17,7 +17,14 @@ use crate::sim::{SimConfig, Simulator};
 
 mod apply;
 mod auth;
+mod baseline;
+mod drift;
+mod export;
+mod lock;
 mod new;
+mod promote;
+mod pull;
+mod rollback;
 mod sim;
 mod status;
 
@@ -99,9 +106,28 @@ impl Context {
         registry: &Registry,
         env: &Environment,
     ) -> anyhow::Result<Box<dyn Backend>> {
-        let target = match &env.target {
-            Target::Sqlite(target) => return Ok(Box::new(SqliteBackend::new(&target.path))),
-            Target::D1(target) => target,
+        match &env.target {
+            Target::Sqlite(target) => Ok(Box::new(SqliteBackend::new(&target.path))),
+            Target::D1(_) => Ok(Box::new(self.d1_backend(registry, env)?)),
+        }
+    }
+
+    /// The D1 client of a `d1` env: the bundled simulator's, or Cloudflare's with the env's
+    /// credentials.
+    pub(crate) fn d1_backend(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+    ) -> anyhow::Result<D1Backend> {
+        let Target::D1(target) = &env.target else {
+            return Err(UserError::new(
+                format!(
+                    "env `{}` is a local SQLite file, not a D1 database",
+                    env.name
+                ),
+                "this needs a `backend = \"d1\"` environment",
+            )
+            .into());
         };
         let config = if target.simulator {
             let simulator = self.simulator(registry)?;
@@ -153,7 +179,7 @@ impl Context {
                 mode: target.request_mode,
             }
         };
-        Ok(Box::new(D1Backend::new(D1Client::new(config)?)))
+        Ok(D1Backend::new(D1Client::new(config)?))
     }
 
     /// The in-process simulator serving every `simulator = true` env, its data under
@@ -223,6 +249,43 @@ pub(crate) fn actor() -> String {
     format!("{user}@{host}")
 }
 
+/// Asks before writing to a protected env: the user types its name on a terminal. Without a
+/// terminal only `--yes` confirms; being in CI confirms nothing by itself.
+pub(crate) fn confirm(context: &Context, env: &Environment, yes: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if yes {
+        context.printer.message(&format!(
+            "`{}` is protected; confirmed by `--yes`",
+            env.name
+        ));
+        return Ok(true);
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        context.printer.error(
+            &format!("`{}` is protected and there is no terminal to confirm on; nothing was written", env.name),
+            Some("run it in a terminal and type the env's name, or pass `--yes` once a person has approved it"),
+        );
+        return Ok(false);
+    }
+    let mut stderr = std::io::stderr().lock();
+    write!(
+        stderr,
+        "`{}` is protected. Type its name to continue: ",
+        env.name
+    )?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == env.name {
+        Ok(true)
+    } else {
+        context
+            .printer
+            .error("not confirmed; nothing was written", None);
+        Ok(false)
+    }
+}
+
 /// `1 migration`, `2 migrations`.
 pub(crate) fn plural(count: usize, noun: &str) -> String {
     if count == 1 {
@@ -268,6 +331,14 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
         Command::New(args) => new::new(&args, &context),
         Command::Sim(args) => sim::sim(args, &context).await,
         Command::Auth(args) => auth::auth(args, &context).await,
+        Command::Drift(args) => drift::drift(args, &context).await,
+        Command::Export(args) => export::export(args, &context).await,
+        Command::Pull(args) => pull::pull(args, &context).await,
+        Command::Plan(args) => promote::plan(args, &context).await,
+        Command::Promote(args) => promote::promote(args, &context).await,
+        Command::Rollback(args) => rollback::rollback(args, &context).await,
+        Command::Lock(command) => lock::lock(command, &context).await,
+        Command::Baseline(args) => baseline::baseline(args, &context).await,
     };
     let status = match result {
         Ok(status) => status,

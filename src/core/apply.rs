@@ -110,40 +110,72 @@ pub struct ApplyOutcome {
     pub recovered: Vec<String>,
 }
 
-/// Applies `pending` in order, each in one batch with its ledger rows; stops at the first failure.
+/// Statements that ride along in the batches of an apply.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Prepended to every batch (e.g. the promotion lock's lease guard).
+    pub every_batch: Vec<Statement>,
+    /// Added to the first batch only (e.g. the rollback point's record).
+    pub first_batch: Vec<Statement>,
+    /// All pending migrations in one atomic unit instead of one unit each.
+    pub all_in_one: bool,
+}
+
+/// Applies `pending` in order, each in one batch with its ledger rows (or all in one batch);
+/// stops at the first failure.
 pub async fn apply(
     backend: &dyn Backend,
     ledgers: &Ledgers,
     state: &LedgerState,
     pending: &[&Migration],
     applied_by: &str,
+    extras: &Extras,
     reporter: &dyn ApplyReporter,
 ) -> ApplyOutcome {
     let mut outcome = ApplyOutcome::default();
     reporter.on_start(pending.len());
-    // Ledger tables are created inside the first migration's batch, so a failure leaves no trace.
-    let mut create = ledgers.create_statements(state);
-    for (position, migration) in pending.iter().enumerate() {
-        reporter.on_migration_start(&migration.name);
+    let units: Vec<&[&Migration]> = if extras.all_in_one {
+        vec![pending]
+    } else {
+        pending.chunks(1).collect()
+    };
+    // Ledger tables are created inside the first unit's batch, so a failure leaves no trace.
+    let mut first = ledgers.create_statements(state);
+    first.extend(extras.first_batch.iter().cloned());
+    let mut done = 0;
+    for unit in units {
+        let Some(head) = unit.first() else {
+            continue;
+        };
+        for migration in unit {
+            reporter.on_migration_start(&migration.name);
+        }
         let started = Instant::now();
-        let mut statements: Vec<Statement> = create.clone();
-        statements.extend(ledgers.record_statements(migration, state, applied_by, None));
-        let offset = statements.len();
-        statements.extend(
-            migration
-                .statements
-                .iter()
-                .map(|s| Statement::new(s.sql.clone())),
-        );
-        statements.push(Ledgers::duration_statement(migration));
+        let mut statements: Vec<Statement> = extras.every_batch.clone();
+        statements.append(&mut first);
+        // Where each migration's own statements sit in the batch.
+        let mut ranges = Vec::with_capacity(unit.len());
+        for migration in unit {
+            statements.extend(ledgers.record_statements(migration, state, applied_by, None));
+            ranges.push((statements.len(), *migration));
+            statements.extend(
+                migration
+                    .statements
+                    .iter()
+                    .map(|s| Statement::new(s.sql.clone())),
+            );
+            statements.push(Ledgers::duration_statement(migration));
+        }
         let mut result = backend.batch(&statements).await.map(|_| ());
         let mut verified_not_committed = false;
         if let Err(BackendError::OutcomeUnknown { .. }) = &result {
-            // Never re-send blindly: the ledger row is in the same atomic unit as the
-            // migration, so the ledger says whether it committed.
+            // Never re-send blindly: the ledger rows are in the same atomic unit as the
+            // migrations, so the ledger says whether it committed.
             match ledgers.read(backend).await {
-                Ok(now) if is_recorded(&now, migration) => {
-                    outcome.recovered.push(migration.name.clone());
+                Ok(now) if is_recorded(&now, head) => {
+                    outcome
+                        .recovered
+                        .extend(unit.iter().map(|m| m.name.clone()));
                     result = Ok(());
                 }
                 Ok(_) => verified_not_committed = true,
@@ -153,29 +185,39 @@ pub async fn apply(
         match result {
             Ok(()) => {
                 let elapsed = started.elapsed();
-                reporter.on_migration_done(&migration.name, elapsed);
-                outcome.applied.push(Applied {
-                    name: migration.name.clone(),
-                    statements: migration.statements.len(),
-                    duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                });
-                create.clear();
+                for migration in unit {
+                    reporter.on_migration_done(&migration.name, elapsed);
+                    outcome.applied.push(Applied {
+                        name: migration.name.clone(),
+                        statements: migration.statements.len(),
+                        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+                done += unit.len();
             }
             Err(error) => {
                 let index = match &error {
                     BackendError::Statement { index, .. } => *index,
                     _ => None,
                 };
-                let in_migration = index
-                    .filter(|i| *i >= offset && *i < offset + migration.statements.len())
-                    .map(|i| i - offset);
+                let located = index.and_then(|i| {
+                    ranges.iter().find_map(|(start, migration)| {
+                        (i >= *start && i < start + migration.statements.len())
+                            .then_some((*migration, i - start))
+                    })
+                });
+                let failed = located.map_or(*head, |(migration, _)| migration);
+                let failed_at = pending
+                    .iter()
+                    .position(|m| m.name == failed.name)
+                    .unwrap_or(done);
                 outcome.failure = Some(ApplyFailure {
-                    migration: migration.name.clone(),
-                    statement: in_migration.map(|i| i + 1),
-                    line: in_migration.map(|i| migration.statements[i].line),
-                    in_ledger: index.is_some() && in_migration.is_none(),
+                    migration: failed.name.clone(),
+                    statement: located.map(|(_, i)| i + 1),
+                    line: located.map(|(migration, i)| migration.statements[i].line),
+                    in_ledger: index.is_some() && located.is_none(),
                     error,
-                    not_attempted: pending[position + 1..]
+                    not_attempted: pending[failed_at + 1..]
                         .iter()
                         .map(|m| m.name.clone())
                         .collect(),

@@ -5,12 +5,27 @@ use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, Rows, Statement, Value};
 use crate::core::migrations::{Layout, Migration, MigrationSet};
+use crate::core::schema::{self, Snapshot};
 use crate::core::sql::quote_identifier;
 
 /// d1ctl's own ledger: the basis of checksum verification.
 pub const D1CTL_TABLE: &str = "_d1ctl_migrations";
 /// drizzle's ledger (drizzle-orm's default `migrationsTable`).
 pub const DRIZZLE_TABLE: &str = "__drizzle_migrations";
+/// d1ctl's other bookkeeping tables, never part of the user's schema.
+pub const INTERNAL_TABLES: [&str; 3] = [
+    "_d1ctl_lock",
+    "_d1ctl_lease_guard",
+    "_d1ctl_rollback_points",
+];
+
+/// Everything one read of an environment returns.
+#[derive(Debug, Clone)]
+pub struct EnvironmentRead {
+    pub state: LedgerState,
+    pub snapshot: Snapshot,
+    pub lock: Option<crate::core::lock::Lease>,
+}
 
 /// Which ledger tables exist on an environment and what they hold.
 #[derive(Debug, Clone, Default)]
@@ -97,14 +112,7 @@ impl Ledgers {
     /// The first attempt assumes the tables exist (one request on a tracked database); when one
     /// is missing, `sqlite_master` tells which exist and a second batch reads those.
     pub async fn read(&self, backend: &dyn Backend) -> Result<LedgerState, BackendError> {
-        let all: &[LedgerTable] = match self.layout {
-            Layout::Drizzle => &[
-                LedgerTable::Wrangler,
-                LedgerTable::D1ctl,
-                LedgerTable::Drizzle,
-            ],
-            Layout::Wrangler => &[LedgerTable::Wrangler, LedgerTable::D1ctl],
-        };
+        let all = self.tables();
         match backend.read(&self.read_statements(all)).await {
             Ok(rows) => Ok(Self::parse(all, &rows)),
             Err(error) if error.is_missing_table().is_some() => {
@@ -132,6 +140,82 @@ impl Ledgers {
                 Ok(Self::parse(&tables, &rows))
             }
             Err(error) => Err(error),
+        }
+    }
+
+    /// Reads every ledger, the schema snapshot and (with `lock`) the lock row in one batch: one
+    /// request on a tracked database. What `drift` and promotion need of an environment.
+    pub async fn read_with_schema(
+        &self,
+        backend: &dyn Backend,
+        lock: bool,
+    ) -> Result<EnvironmentRead, BackendError> {
+        let all = self.tables();
+        let mut statements = vec![schema::snapshot_statement()];
+        statements.extend(self.read_statements(all));
+        if lock {
+            statements.push(crate::core::lock::read_statement());
+        }
+        match backend.read(&statements).await {
+            Ok(rows) => Ok(EnvironmentRead {
+                state: Self::parse(all, &rows[1..=all.len()]),
+                snapshot: Snapshot::from_rows(&rows[0]),
+                lock: if lock {
+                    crate::core::lock::parse(&rows[all.len() + 1])
+                } else {
+                    None
+                },
+            }),
+            Err(error) if error.is_missing_table().is_some() => {
+                let rows = backend.read(&[schema::snapshot_statement()]).await?;
+                let snapshot = Snapshot::from_rows(&rows[0]);
+                let exists = |name: &str| {
+                    snapshot
+                        .objects
+                        .iter()
+                        .any(|o| o.kind == "table" && o.name == name)
+                };
+                let tables: Vec<LedgerTable> = all
+                    .iter()
+                    .copied()
+                    .filter(|table| exists(self.name_of(*table)))
+                    .collect();
+                let mut statements = self.read_statements(&tables);
+                let read_lock = lock && exists(crate::core::lock::LOCK_TABLE);
+                if read_lock {
+                    statements.push(crate::core::lock::read_statement());
+                }
+                if statements.is_empty() {
+                    return Ok(EnvironmentRead {
+                        state: LedgerState::default(),
+                        snapshot,
+                        lock: None,
+                    });
+                }
+                let rows = backend.read(&statements).await?;
+                Ok(EnvironmentRead {
+                    state: Self::parse(&tables, &rows[..tables.len()]),
+                    snapshot,
+                    lock: if read_lock {
+                        crate::core::lock::parse(&rows[tables.len()])
+                    } else {
+                        None
+                    },
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The ledger tables this project reads: drizzle's only in a drizzle layout.
+    fn tables(&self) -> &'static [LedgerTable] {
+        match self.layout {
+            Layout::Drizzle => &[
+                LedgerTable::Wrangler,
+                LedgerTable::D1ctl,
+                LedgerTable::Drizzle,
+            ],
+            Layout::Wrangler => &[LedgerTable::Wrangler, LedgerTable::D1ctl],
         }
     }
 

@@ -4,6 +4,9 @@
 pub mod apply;
 pub mod clock;
 pub mod ledger;
+pub mod lock;
 pub mod migrations;
+pub mod promote;
 pub mod registry;
+pub mod schema;
 pub mod sql;

@@ -58,6 +58,10 @@ pub struct Environment {
     pub aliases: Vec<String>,
     pub protected: bool,
     pub target: Target,
+    /// Shell commands run before a promotion to this env writes anything.
+    pub before: Vec<String>,
+    /// Shell commands run after a promotion to this env succeeded.
+    pub after: Vec<String>,
 }
 
 impl Environment {
@@ -196,6 +200,10 @@ struct RawEnv {
     aliases: Vec<Spanned<String>>,
     #[serde(default)]
     protected: bool,
+    #[serde(default)]
+    before: Vec<String>,
+    #[serde(default)]
+    after: Vec<String>,
     path: Option<Spanned<String>>,
     wrangler_database_id: Option<Spanned<String>>,
     wrangler_dir: Option<Spanned<String>>,
@@ -208,8 +216,9 @@ struct RawEnv {
     request_mode: Option<Spanned<String>>,
 }
 
-const SQLITE_KEYS: &str = "backend, aliases, protected, path, wrangler_database_id, wrangler_dir";
-const D1_KEYS: &str = "backend, aliases, protected, account_id, database_id, database_name, api_base_url, token_env, simulator, request_mode";
+const SQLITE_KEYS: &str =
+    "backend, aliases, protected, before, after, path, wrangler_database_id, wrangler_dir";
+const D1_KEYS: &str = "backend, aliases, protected, before, after, account_id, database_id, database_name, api_base_url, token_env, simulator, request_mode";
 
 struct Parser<'a> {
     path: &'a Path,
@@ -559,6 +568,8 @@ impl Parser<'_> {
             aliases: raw.aliases.iter().map(|a| a.get_ref().clone()).collect(),
             protected: raw.protected,
             target,
+            before: raw.before.clone(),
+            after: raw.after.clone(),
         })
     }
 

@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
-use crate::backend::{Backend, BackendError, BackendKind, Identity, Rows, Statement, Value};
+use crate::backend::{
+    Backend, BackendError, BackendKind, Identity, RollbackPoint, Rows, Statement, Value,
+};
 use crate::credentials::Secret;
 use crate::d1::api::{
     ApiMessage, BookmarkResult, DatabaseDetails, DumpOptions, Envelope, ExportPolling,
@@ -605,6 +607,39 @@ impl Backend for D1Backend {
 
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {
         self.client.raw(statements, false).await
+    }
+
+    async fn rollback_point(
+        &self,
+        _backups: &std::path::Path,
+        _label: &str,
+    ) -> Result<RollbackPoint, BackendError> {
+        let bookmark = self
+            .client
+            .bookmark()
+            .await
+            .map_err(|error| BackendError::Other(Box::new(error)))?;
+        Ok(RollbackPoint {
+            kind: "bookmark",
+            point: bookmark,
+        })
+    }
+
+    async fn restore(
+        &self,
+        point: &str,
+        _backups: &std::path::Path,
+        _label: &str,
+    ) -> Result<RollbackPoint, BackendError> {
+        let restored = self
+            .client
+            .restore(point)
+            .await
+            .map_err(|error| BackendError::Other(Box::new(error)))?;
+        Ok(RollbackPoint {
+            kind: "bookmark",
+            point: restored.previous_bookmark,
+        })
     }
 
     /// Asks Cloudflare what the id names, and refuses when it is not the configured database.

@@ -1,5 +1,7 @@
 //! Local SQLite backend: a file of the project's own, or wrangler's `.wrangler/state` file.
 
+pub mod dump;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -8,7 +10,9 @@ use async_trait::async_trait;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::backend::{Backend, BackendError, BackendKind, Identity, Rows, Statement, Value};
+use crate::backend::{
+    Backend, BackendError, BackendKind, Identity, RollbackPoint, Rows, Statement, Value,
+};
 
 pub struct SqliteBackend {
     path: PathBuf,
@@ -61,6 +65,13 @@ impl SqliteBackend {
         let connection = guard.as_mut().expect("opened above");
         work(connection)
     }
+}
+
+/// `<backups>/<label>-<UTC time>.sqlite`, creating the folder.
+fn backup_file(backups: &Path, label: &str) -> std::io::Result<PathBuf> {
+    fs_err::create_dir_all(backups)?;
+    let stamp = crate::core::clock::iso8601_now().replace([':', '.'], "-");
+    Ok(backups.join(format!("{label}-{stamp}.sqlite")))
 }
 
 /// Opens a database file the way D1 behaves: foreign keys enforced.
@@ -170,6 +181,61 @@ impl Backend for SqliteBackend {
             label: self.location(),
             known_empty: !self.path.exists(),
         })
+    }
+
+    async fn rollback_point(
+        &self,
+        backups: &Path,
+        label: &str,
+    ) -> Result<RollbackPoint, BackendError> {
+        let file = backup_file(backups, label).map_err(|e| self.unavailable(e))?;
+        self.with_connection(true, |connection| {
+            // VACUUM INTO copies a consistent snapshot, WAL content included.
+            connection
+                .execute("VACUUM INTO ?1", [file.display().to_string()])
+                .map_err(|error| BackendError::Unavailable {
+                    message: format!(
+                        "could not back up `{}` to `{}`: {error}",
+                        self.path.display(),
+                        file.display()
+                    ),
+                    hint: Some(
+                        "check free disk space and that `.d1ctl/backups` is writable".to_owned(),
+                    ),
+                })
+        })?;
+        Ok(RollbackPoint {
+            kind: "backup",
+            point: file.display().to_string(),
+        })
+    }
+
+    async fn restore(
+        &self,
+        point: &str,
+        backups: &Path,
+        label: &str,
+    ) -> Result<RollbackPoint, BackendError> {
+        let source = Path::new(point);
+        if !source.is_file() {
+            return Err(BackendError::Unavailable {
+                message: format!("the backup `{point}` does not exist"),
+                hint: Some("list the backups in `.d1ctl/backups/`, or use `--last`".to_owned()),
+            });
+        }
+        // Nothing lost: the state being replaced becomes a backup too.
+        let undo = self
+            .rollback_point(backups, &format!("{label}-before-rollback"))
+            .await?;
+        let backup = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| self.unavailable(e))?;
+        self.with_connection(true, |connection| {
+            let copy = rusqlite::backup::Backup::new(&backup, connection)
+                .map_err(|e| self.unavailable(e))?;
+            copy.run_to_completion(256, Duration::ZERO, None)
+                .map_err(|e| self.unavailable(e))
+        })?;
+        Ok(undo)
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {

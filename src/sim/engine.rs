@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::d1::api::{QueryMeta, QueryTimings};
+use crate::d1::dump::{self, DumpError, DumpOptions};
 use crate::sim::authorizer::{self, AuthState, TRANSACTION_REFUSED};
 use crate::sim::clock;
-use crate::sim::dump::{self, DumpError, DumpOptions};
 use crate::sim::split::split_statements;
 
 /// D1's limit on the length of one statement, in bytes.
@@ -333,7 +333,7 @@ impl Database {
         inner.connection.execute_batch("BEGIN")?;
         let result = dump::write_dump(&inner.connection, options, BufWriter::new(file));
         let _ = inner.connection.execute_batch("ROLLBACK");
-        result
+        result.map(drop)
     }
 
     /// Deletes the snapshot files (the database itself is removed by the registry).

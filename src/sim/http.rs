@@ -30,8 +30,8 @@ use crate::d1::api::{
     QueryResult, RawResult, RawResults, ReadReplication, RestoreResult, ResultInfo,
     UpdateDatabaseRequest,
 };
+use crate::d1::dump::DumpOptions;
 use crate::sim::conn::{ConnectionControl, SimListener};
-use crate::sim::dump::DumpOptions;
 use crate::sim::engine::{Database, QueryEntry, RestoreError, StatementOutput};
 use crate::sim::registry::{CreateError, DatabaseMeta, NewDatabase, Registry, valid_name};
 use crate::sim::{Faults, SimConfig, Stats, clock};
@@ -1004,12 +1004,7 @@ async fn start_export(
         let polling = export_polling(&task.at_bookmark, PollStatus::Active, Vec::new());
         return Ok(respond(StatusCode::ACCEPTED, polling));
     }
-    let options = options.unwrap_or_default();
-    let options = DumpOptions {
-        no_schema: options.no_schema.unwrap_or(false),
-        no_data: options.no_data.unwrap_or(false),
-        tables: options.tables.unwrap_or_default(),
-    };
+    let options = DumpOptions::from(options.unwrap_or_default());
     let token = uuid::Uuid::new_v4().simple().to_string();
     let path = app.root.join("exports").join(format!("{token}.sql"));
     let (sender, done) = watch::channel(None);

@@ -12,7 +12,6 @@
 mod authorizer;
 mod clock;
 mod conn;
-mod dump;
 mod engine;
 mod http;
 mod registry;

@@ -1,59 +1,98 @@
 //! D1's export format (d1-platform.md section 5): a port of the sqlite3 shell's `.dump` with
 //! D1's deviations, written statement by statement so a large database never sits in memory.
+//!
+//! Shared by the simulator's export and by `d1ctl export`/`pull` of local SQLite envs, so a dump
+//! of either side loads into the other.
 
 use std::io::Write;
 
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 
-/// What to leave out of a dump.
+use crate::d1::api;
+
+/// What to leave out of a dump (the `dump_options` of an export).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct DumpOptions {
-    pub(crate) no_schema: bool,
-    pub(crate) no_data: bool,
-    /// Empty means every table.
-    pub(crate) tables: Vec<String>,
+pub struct DumpOptions {
+    pub no_schema: bool,
+    pub no_data: bool,
+    /// Empty means every table. Otherwise a table is dumped when its name is listed, and an
+    /// index, trigger or view only when its own name is listed.
+    pub tables: Vec<String>,
 }
 
+impl From<api::DumpOptions> for DumpOptions {
+    fn from(options: api::DumpOptions) -> Self {
+        Self {
+            no_schema: options.no_schema.unwrap_or(false),
+            no_data: options.no_data.unwrap_or(false),
+            tables: options.tables.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<&DumpOptions> for api::DumpOptions {
+    /// The wire form, as wrangler sends it: both flags always, `tables` only when filtering.
+    fn from(options: &DumpOptions) -> Self {
+        Self {
+            no_schema: Some(options.no_schema),
+            no_data: Some(options.no_data),
+            tables: (!options.tables.is_empty()).then(|| options.tables.clone()),
+        }
+    }
+}
+
+/// The message D1 answers an export of a database with a virtual table with.
+pub const VIRTUAL_TABLE_MESSAGE: &str =
+    "D1 Export error: cannot export databases with Virtual Tables (fts5)";
+
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum DumpError {
+pub enum DumpError {
+    /// D1 refuses to export virtual tables; `table` is the first one met.
     #[error("D1 Export error: cannot export databases with Virtual Tables (fts5)")]
-    VirtualTable,
+    VirtualTable { table: String },
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Writes statements separated by `\n`, without a trailing newline.
+/// Writes statements separated by `\n`, without a trailing newline, counting bytes.
 struct StatementWriter<W: Write> {
     out: W,
     first: bool,
+    bytes: u64,
 }
 
 impl<W: Write> StatementWriter<W> {
     fn statement(&mut self, parts: &[&str]) -> std::io::Result<()> {
         if !self.first {
             self.out.write_all(b"\n")?;
+            self.bytes += 1;
         }
         self.first = false;
         for part in parts {
             self.out.write_all(part.as_bytes())?;
+            self.bytes += part.len() as u64;
         }
         Ok(())
     }
 }
 
-/// Writes the dump of `connection` to `out`.
-pub(crate) fn write_dump<W: Write>(
+/// Writes the dump of `connection` to `out` row by row (no table is ever held in memory) and
+/// returns the number of bytes written. For a consistent dump of a database others may write
+/// to, run it inside a read transaction.
+pub fn write_dump<W: Write>(
     connection: &Connection,
     options: &DumpOptions,
     out: W,
-) -> Result<(), DumpError> {
-    let mut writer = StatementWriter { out, first: true };
+) -> Result<u64, DumpError> {
+    let mut writer = StatementWriter {
+        out,
+        first: true,
+        bytes: 0,
+    };
     let wanted = |name: &str| options.tables.is_empty() || options.tables.iter().any(|t| t == name);
-    writer.statement(&["PRAGMA defer_foreign_keys=TRUE;"])?;
-
     let tables: Vec<(String, String)> = {
         let mut statement = connection.prepare(
             "SELECT name, sql FROM sqlite_schema WHERE type == 'table' AND sql NOT NULL \
@@ -63,6 +102,17 @@ pub(crate) fn write_dump<W: Write>(
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<Result<_, _>>()?
     };
+
+    // Checked before anything is written, so a refused dump leaves no partial output.
+    if let Some((table, _)) = tables
+        .iter()
+        .find(|(table, sql)| wanted(table) && is_virtual(table, sql))
+    {
+        return Err(DumpError::VirtualTable {
+            table: table.clone(),
+        });
+    }
+    writer.statement(&["PRAGMA defer_foreign_keys=TRUE;"])?;
 
     for (table, sql) in &tables {
         if !wanted(table) {
@@ -76,13 +126,11 @@ pub(crate) fn write_dump<W: Write>(
             if !options.no_schema {
                 writer.statement(&["ANALYZE sqlite_schema;"])?;
             }
-        } else if sql.starts_with("CREATE VIRTUAL TABLE") {
-            return Err(DumpError::VirtualTable);
         } else if table.starts_with("_cf_") || table.starts_with("sqlite_") {
             continue;
         } else if !options.no_schema {
             // The shell's quirk: a quoted table name gets `IF NOT EXISTS`.
-            if sql.contains("CREATE TABLE '") || sql.contains("CREATE TABLE \"") {
+            if sql.starts_with("CREATE TABLE '") || sql.starts_with("CREATE TABLE \"") {
                 let rest = sql.get("CREATE TABLE ".len()..).unwrap_or_default();
                 writer.statement(&["CREATE TABLE IF NOT EXISTS ", rest, ";"])?;
             } else {
@@ -110,7 +158,15 @@ pub(crate) fn write_dump<W: Write>(
         }
     }
     writer.out.flush()?;
-    Ok(())
+    Ok(writer.bytes)
+}
+
+/// Whether a table of `sqlite_schema` (its name and stored SQL) is one D1 refuses to export.
+/// `sqlite_sequence` and `sqlite_stat*` are handled before this check in D1's dumper.
+pub fn is_virtual(table: &str, sql: &str) -> bool {
+    table != "sqlite_sequence"
+        && !(table.starts_with("sqlite_stat") && table.len() > "sqlite_stat".len())
+        && sql.starts_with("CREATE VIRTUAL TABLE")
 }
 
 fn write_rows<W: Write>(
@@ -158,12 +214,12 @@ fn write_rows<W: Write>(
 }
 
 /// `"name"` with embedded quotes doubled.
-pub(crate) fn escape_identifier(name: &str) -> String {
+pub fn escape_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Appends the SQL literal for `value` in D1's dump style.
-pub(crate) fn push_literal(out: &mut String, value: ValueRef<'_>) {
+pub fn push_literal(out: &mut String, value: ValueRef<'_>) {
     match value {
         ValueRef::Null => out.push_str("NULL"),
         ValueRef::Integer(integer) => out.push_str(&integer.to_string()),
@@ -178,7 +234,7 @@ pub(crate) fn push_literal(out: &mut String, value: ValueRef<'_>) {
 }
 
 /// A number as JavaScript's `String(number)` writes it (D1's dump is generated in JavaScript).
-pub(crate) fn js_number(value: f64) -> String {
+pub fn js_number(value: f64) -> String {
     if value.is_nan() {
         return "NaN".to_owned();
     }
@@ -204,7 +260,7 @@ pub(crate) fn js_number(value: f64) -> String {
 
 /// A string literal: `'…'` with `''`; line feeds and carriage returns are written as escape
 /// sequences undone with `replace(…, char(10))` / `replace(…, char(13))`.
-pub(crate) fn quote_text(value: &str) -> String {
+pub fn quote_text(value: &str) -> String {
     let has_newline = value.contains('\n');
     let has_carriage_return = value.contains('\r');
     if !has_newline && !has_carriage_return {
@@ -251,8 +307,97 @@ mod tests {
 
     fn dump(connection: &Connection, options: &DumpOptions) -> Result<String, DumpError> {
         let mut out = Vec::new();
-        write_dump(connection, options, &mut out)?;
+        let bytes = write_dump(connection, options, &mut out)?;
+        assert_eq!(
+            bytes,
+            out.len() as u64,
+            "the byte count matches what was written"
+        );
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn the_virtual_table_message_is_the_error_text() {
+        let error = DumpError::VirtualTable {
+            table: "docs".to_owned(),
+        };
+        assert_eq!(error.to_string(), VIRTUAL_TABLE_MESSAGE);
+    }
+
+    #[test]
+    fn options_convert_to_and_from_the_wire_form() {
+        let options = DumpOptions {
+            no_schema: false,
+            no_data: true,
+            tables: vec!["users".to_owned()],
+        };
+        let wire = api::DumpOptions::from(&options);
+        assert_eq!(wire.no_data, Some(true));
+        assert_eq!(wire.tables.as_deref(), Some(&["users".to_owned()][..]));
+        assert_eq!(DumpOptions::from(wire), options);
+        let all = api::DumpOptions::from(&DumpOptions::default());
+        assert_eq!(all.tables, None);
+        assert_eq!(
+            DumpOptions::from(api::DumpOptions::default()),
+            DumpOptions::default()
+        );
+    }
+
+    #[test]
+    fn only_a_leading_quoted_name_gets_if_not_exists() {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch("CREATE TABLE t (a TEXT DEFAULT 'CREATE TABLE \"x\"');")
+            .unwrap();
+        let options = DumpOptions {
+            no_data: true,
+            ..DumpOptions::default()
+        };
+        assert_eq!(
+            dump(&connection, &options).unwrap(),
+            "PRAGMA defer_foreign_keys=TRUE;\nCREATE TABLE t (a TEXT DEFAULT 'CREATE TABLE \"x\"');"
+        );
+    }
+
+    #[test]
+    fn a_dump_loads_back_into_an_identical_database() {
+        let source = Connection::open_in_memory().unwrap();
+        source
+            .execute_batch(
+                "CREATE TABLE p (id INTEGER PRIMARY KEY AUTOINCREMENT, t TEXT, r REAL, b BLOB);
+                 CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id), x ANY) STRICT;
+                 CREATE TRIGGER c_touch AFTER UPDATE ON c BEGIN UPDATE p SET t = t || ';'; END;
+                 INSERT INTO p (t, r, b) VALUES ('a\r\nb''c', 0.1, X'00ff'), (NULL, -1e300, x'');
+                 INSERT INTO c VALUES (1, 2, 'x'), (2, 1, 3.5), (3, NULL, X'01');
+                 DELETE FROM p WHERE id = 99;",
+            )
+            .unwrap();
+        let text = dump(&source, &DumpOptions::default()).unwrap();
+        let copy = Connection::open_in_memory().unwrap();
+        copy.execute_batch(&format!("BEGIN;\n{text}\nCOMMIT;"))
+            .unwrap();
+        let everything = |connection: &Connection, sql: &str| -> Vec<String> {
+            let mut statement = connection.prepare(sql).unwrap();
+            let columns = statement.column_count();
+            statement
+                .query_map([], |row| {
+                    Ok((0..columns)
+                        .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for sql in [
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name",
+            "SELECT * FROM p ORDER BY id",
+            "SELECT *, typeof(x) FROM c ORDER BY id",
+            "SELECT * FROM sqlite_sequence",
+        ] {
+            assert_eq!(everything(&source, sql), everything(&copy, sql), "{sql}");
+        }
     }
 
     #[test]

@@ -1,0 +1,62 @@
+//! `d1ctl lock status|release`: the promotion lock of an env.
+
+use crate::cli::LockCommand;
+use crate::commands::{Context, ExitStatus, UserError};
+use crate::core::lock;
+
+pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Result<ExitStatus> {
+    let registry = context.registry()?;
+    match command {
+        LockCommand::Status { environment } => {
+            let env = registry.resolve(&environment)?;
+            let backend = context.backend(&registry, env)?;
+            let lease = lock::status(backend.as_ref()).await?;
+            if context.printer.is_json() {
+                context
+                    .printer
+                    .json(&serde_json::json!({ "environment": env.name, "lock": lease }))?;
+            } else {
+                context.printer.data(&match &lease {
+                    None => format!("`{}` is not locked", env.name),
+                    Some(lease) if lease.expired() => format!(
+                        "`{}` is not locked (the lease of {} expired {} s ago)",
+                        env.name,
+                        lease.holder.id,
+                        lease.now - lease.expires_at
+                    ),
+                    Some(lease) => format!(
+                        "`{}` is locked by {}\n  host {} pid {}{}\n  command `{}`\n  held {} s, expires in {} s",
+                        env.name,
+                        lease.holder.id,
+                        lease.holder.host,
+                        lease.holder.pid,
+                        if lease.holder.is_dead_local_process() { " (no longer running)" } else { "" },
+                        lease.holder.command,
+                        lease.now - lease.acquired_at,
+                        lease.expires_at - lease.now
+                    ),
+                })?;
+            }
+            Ok(ExitStatus::Success)
+        }
+        LockCommand::Release { environment, id } => {
+            let env = registry.resolve(&environment)?;
+            let backend = context.backend(&registry, env)?;
+            if lock::force_release(backend.as_ref(), &id).await? {
+                context
+                    .printer
+                    .message(&format!("released the lock {id} on `{}`", env.name));
+                Ok(ExitStatus::Success)
+            } else {
+                Err(UserError::new(
+                    format!("`{}` holds no lock with id {id}", env.name),
+                    format!(
+                        "`d1ctl lock status {}` shows the current holder's id",
+                        env.name
+                    ),
+                )
+                .into())
+            }
+        }
+    }
+}
