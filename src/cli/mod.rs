@@ -7,6 +7,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) mod printer;
 pub(crate) mod reporter;
 
+/// `0.1.0 (abc1234)`: the package version and the git revision it was built from.
+const VERSION: &str = match option_env!("D1CTL_GIT_REVISION") {
+    Some(_) => concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("D1CTL_GIT_REVISION"),
+        ")"
+    ),
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 const AFTER_HELP: &str = "\
 Examples:
   d1ctl apply local                 apply pending migrations to the `local` env
@@ -19,7 +30,7 @@ Exit codes: 0 ok, 1 something needs your attention (failed migration, checksum m
 
 /// Carries SQL migrations for Cloudflare D1 from a laptop to production, one rung at a time.
 #[derive(Debug, Parser)]
-#[command(name = "d1ctl", version, about, after_help = AFTER_HELP, propagate_version = true)]
+#[command(name = "d1ctl", version = VERSION, about, after_help = AFTER_HELP, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -60,6 +71,8 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum Format {
     Text,
     Json,
+    /// Markdown where a command has a document to give (`checklist`); text elsewhere.
+    Markdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,6 +210,57 @@ Examples:
 The target must be a local (`sqlite`) env that is not protected. Its previous file is kept under
 `.d1ctl/backups/`, and its ledgers end up as the source's.")]
     Pull(PullArgs),
+
+    /// Check migrations for what goes wrong on D1: destructive changes, cascades, refused SQL.
+    #[command(after_help = "\
+Examples:
+  d1ctl lint                                every migration of the folder
+  d1ctl lint --to production                what production would get, with its row counts
+  d1ctl lint migrations/0007_rebuild.sql
+  d1ctl lint --format json
+
+Rules: DS102 table dropped, DS103 column dropped, DS104 index dropped, BC101 table renamed,
+BC102 column renamed, MF103 NOT NULL column without default on a table with rows, MF105 type
+changed through a rebuild, D1001 rebuild of a table that others reference with ON DELETE
+CASCADE / SET NULL (rows lost on D1), D1002 PRAGMA foreign_keys (ignored by D1), D1003 unpaired
+PRAGMA defer_foreign_keys, D1004 BEGIN/COMMIT/SAVEPOINT, D1005 ATTACH, D1006 statement over
+100 KB, D1007 _cf_ names, D1008 PRAGMAs D1 refuses, LT001 migration fails.
+Waive a finding in the migration itself: `-- d1ctl:allow DS102 dropping the legacy table`.
+Exits 1 when an error is not waived.")]
+    Lint(LintArgs),
+
+    /// The release checklist of a promotion, in markdown for the release PR (or JSON).
+    #[command(after_help = "\
+Examples:
+  d1ctl checklist --to production                   markdown, ready to paste into the PR
+  d1ctl checklist --to production > checklist.md
+  d1ctl checklist --to staging --format json
+
+It lists the target, both ledgers, each pending migration with its statement count and lint
+findings (waived ones with their reason), what d1ctl verified (the promotion gates, the drift of
+source and target), the lock, the rollback point and command, the hooks, and for protected
+environments the sign-off boxes. Exits 1 when anything blocks the promotion.")]
+    Checklist(ChecklistArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  d1ctl completions bash > ~/.local/share/bash-completion/completions/d1ctl
+  d1ctl completions zsh > \"${fpath[1]}/_d1ctl\"
+  d1ctl completions fish > ~/.config/fish/completions/d1ctl.fish")]
+    Completions(CompletionsArgs),
+
+    /// Write environments.toml from your wrangler config (and a drizzle config, if any).
+    #[command(after_help = "\
+Examples:
+  d1ctl init                               read wrangler.toml / wrangler.json / wrangler.jsonc here
+  d1ctl init --wrangler-config worker/wrangler.toml
+  d1ctl init --force                       update an existing environments.toml in place
+
+Each [[d1_databases]] of the top level and of every [env.X] becomes an env; local envs are bound
+to wrangler's own local state files; production is marked protected. A re-run updates
+environments.toml in place and keeps your comments; it never overwrites silently.")]
+    Init(InitArgs),
 
     /// Show where each credential of an env comes from; keep API tokens in the OS keyring.
     #[command(after_help = "\
@@ -429,4 +493,44 @@ pub(crate) struct BaselineArgs {
     /// Confirm without asking (protected environments).
     #[arg(short, long)]
     pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The wrangler config to read (default: wrangler.toml, wrangler.jsonc or wrangler.json here).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) wrangler_config: Option<PathBuf>,
+
+    /// Update an existing environments.toml (keeping its comments) instead of refusing.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Show what would be written and change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LintArgs {
+    /// Lint what is pending on this environment, using its row counts.
+    #[arg(long = "to", value_name = "ENV", conflicts_with = "files")]
+    pub(crate) to: Option<String>,
+
+    /// Migration files to lint (default: all of the folder).
+    #[arg(value_name = "FILES")]
+    pub(crate) files: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChecklistArgs {
+    /// The environment the release promotes to (name or alias).
+    #[arg(long = "to", value_name = "ENV")]
+    pub(crate) to: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_name = "SHELL")]
+    pub(crate) shell: clap_complete::Shell,
 }

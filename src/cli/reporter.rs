@@ -43,3 +43,31 @@ impl ApplyReporter for ApplyProgress {
         self.bar.finish_and_clear();
     }
 }
+
+/// A bar over work items (environments read, …); invisible when stderr is not a terminal or `-q`.
+pub(crate) struct Counter {
+    bar: ProgressBar,
+}
+
+impl Counter {
+    pub(crate) fn new(printer: &Printer, what: &str, total: usize) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), printer.progress_target());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:24}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(what.to_owned());
+        Self { bar }
+    }
+
+    pub(crate) fn inc(&self) {
+        self.bar.inc(1);
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,6 +1,5 @@
 //! `d1ctl apply ENV`: apply every pending migration, each atomically with its ledger rows.
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::cli::ApplyArgs;
@@ -57,12 +56,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         .into());
     }
     let set = context.migrations(&registry)?;
-    let backend = context.backend(&registry, env)?;
-    let identity = backend
-        .describe()
-        .await
-        .with_context(|| format!("could not confirm the database of env `{}`", env.name))?;
-    printer.message(&context.target_line(env, backend.kind(), &identity.label));
+    let (backend, identity) = context.open_target(&registry, env, true).await?;
 
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let state = if identity.known_empty {
@@ -202,21 +196,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         &progress,
     )
     .await;
-    for name in &outcome.recovered {
-        printer.warning(&format!(
-            "the response for `{name}` was lost; `{}`'s ledger shows it committed, so it is applied",
-            env.name
-        ));
-    }
-    for applied in &outcome.applied {
-        printer.message(&format!(
-            "{} {} ({}, {} ms)",
-            printer.paint(Style::Green, "applied"),
-            applied.name,
-            plural(applied.statements, "statement"),
-            applied.duration_ms
-        ));
-    }
+    context.report_applied(&outcome, &env.name);
     report.applied = outcome.applied;
     let Some(failure) = outcome.failure else {
         if printer.is_json() {

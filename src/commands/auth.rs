@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use crate::cli::printer::Style;
 use crate::cli::{AuthArgs, AuthCommand};
-use crate::commands::{Context, ExitStatus, UserError};
+use crate::commands::{Context, ExitStatus, UserError, credential_request};
 use crate::core::registry::{D1Target, Environment, Registry, Target};
 use crate::credentials::{
     self, CandidateState, Explanation, KEYRING_SERVICE, KeyringStore, ProcessEnvironment,
@@ -110,14 +110,7 @@ fn status(context: &Context, registry: &Registry, names: &[String]) -> anyhow::R
     };
     let mut explanations = Vec::with_capacity(environments.len());
     for (env, target) in environments {
-        let request = credentials::Request {
-            env: &env.name,
-            config_dir: &registry.root,
-            token_env: target.token_env.as_deref(),
-            account_id: target.account_id.as_deref(),
-            database_id: target.database_id.as_deref(),
-            config_path: &registry.path,
-        };
+        let request = credential_request(registry, env, target);
         // The keyring answers over D-Bus, which blocks.
         let explanation = tokio::task::block_in_place(|| {
             credentials::explain(&request, &ProcessEnvironment, Some(&KeyringStore::new()))

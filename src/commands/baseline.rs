@@ -25,12 +25,7 @@ pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::R
         None => set.migrations.len().saturating_sub(1),
     };
     let chosen: Vec<&Migration> = set.migrations.iter().take(through + 1).collect();
-    let backend = context.backend(&registry, env)?;
-    let identity = backend
-        .describe()
-        .await
-        .with_context(|| format!("could not confirm the database of env `{}`", env.name))?;
-    printer.message(&context.target_line(env, backend.kind(), &identity.label));
+    let (backend, _) = context.open_target(&registry, env, true).await?;
 
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let read = ledgers

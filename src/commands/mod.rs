@@ -18,8 +18,11 @@ use crate::sim::{SimConfig, Simulator};
 mod apply;
 mod auth;
 mod baseline;
+mod checklist;
 mod drift;
 mod export;
+mod init;
+mod lint;
 mod lock;
 mod new;
 mod promote;
@@ -143,14 +146,7 @@ impl Context {
                 mode: target.request_mode,
             }
         } else {
-            let request = credentials::Request {
-                env: &env.name,
-                config_dir: &registry.root,
-                token_env: target.token_env.as_deref(),
-                account_id: target.account_id.as_deref(),
-                database_id: target.database_id.as_deref(),
-                config_path: &registry.path,
-            };
+            let request = credential_request(registry, env, target);
             let keyring = KeyringStore::new();
             // The keyring answers over D-Bus, which blocks.
             let resolved = tokio::task::block_in_place(|| {
@@ -221,6 +217,44 @@ impl Context {
     fn finish(mut self) {
         if let Some(simulator) = self.simulator.take() {
             std::mem::forget(simulator);
+        }
+    }
+
+    /// Opens an env's database and confirms it is the configured one; `announce` prints the
+    /// target line every writing command starts with.
+    pub(crate) async fn open_target(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+        announce: bool,
+    ) -> anyhow::Result<(Box<dyn Backend>, crate::backend::Identity)> {
+        let backend = self.backend(registry, env)?;
+        let identity = backend
+            .describe()
+            .await
+            .with_context(|| format!("could not confirm the database of env `{}`", env.name))?;
+        if announce {
+            self.printer
+                .message(&self.target_line(env, backend.kind(), &identity.label));
+        }
+        Ok((backend, identity))
+    }
+
+    /// Prints what an apply did: recovered (lost response, committed) and applied migrations.
+    pub(crate) fn report_applied(&self, outcome: &crate::core::apply::ApplyOutcome, env: &str) {
+        for name in &outcome.recovered {
+            self.printer.warning(&format!(
+                "the response for `{name}` was lost; `{env}`'s ledger shows it committed, so it is applied"
+            ));
+        }
+        for applied in &outcome.applied {
+            self.printer.message(&format!(
+                "{} {} ({}, {} ms)",
+                self.printer.paint(Style::Green, "applied"),
+                applied.name,
+                plural(applied.statements, "statement"),
+                applied.duration_ms
+            ));
         }
     }
 
@@ -306,6 +340,22 @@ pub(crate) fn display_path(path: &Path) -> String {
         .to_string()
 }
 
+/// What credential resolution needs to know of a `d1` env.
+pub(crate) fn credential_request<'a>(
+    registry: &'a Registry,
+    env: &'a Environment,
+    target: &'a D1Target,
+) -> credentials::Request<'a> {
+    credentials::Request {
+        env: &env.name,
+        config_dir: &registry.root,
+        token_env: target.token_env.as_deref(),
+        account_id: target.account_id.as_deref(),
+        database_id: target.database_id.as_deref(),
+        config_path: &registry.path,
+    }
+}
+
 fn simulator_database_id(env: &Environment, target: &D1Target) -> anyhow::Result<String> {
     target.database_id.clone().ok_or_else(|| {
         UserError::new(
@@ -339,6 +389,10 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
         Command::Rollback(args) => rollback::rollback(args, &context).await,
         Command::Lock(command) => lock::lock(command, &context).await,
         Command::Baseline(args) => baseline::baseline(args, &context).await,
+        Command::Init(args) => init::init(&args, &context),
+        Command::Lint(args) => lint::lint(args, &context).await,
+        Command::Checklist(args) => checklist::checklist(args, &context).await,
+        Command::Completions(args) => completions(&args, &context),
     };
     let status = match result {
         Ok(status) => status,
@@ -346,6 +400,22 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
     };
     context.finish();
     status
+}
+
+/// `d1ctl completions SHELL`: the completion script on stdout.
+fn completions(
+    args: &crate::cli::CompletionsArgs,
+    context: &Context,
+) -> anyhow::Result<ExitStatus> {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        args.shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "d1ctl",
+        &mut script,
+    );
+    context.printer.data(&String::from_utf8_lossy(&script))?;
+    Ok(ExitStatus::Success)
 }
 
 /// Prints an error with its cause chain and hint; a closed stdout (`| head`) is not an error.

@@ -103,14 +103,14 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
 }
 
 /// The names of the tables a schema comparison skips.
-fn ignored(ledgers: &Ledgers) -> Vec<&str> {
+pub(crate) fn ignored(ledgers: &Ledgers) -> Vec<&str> {
     let mut ignore: Vec<&str> = ledgers.table_names().to_vec();
     ignore.extend(ledger::INTERNAL_TABLES);
     ignore
 }
 
 /// Reads an env as a promotion side: statuses, schema and lock in one request.
-async fn read_view(
+pub(crate) async fn read_view(
     ledgers: &Ledgers,
     set: &MigrationSet,
     backend: &dyn Backend,
@@ -156,12 +156,7 @@ async fn promote_rung(
     let printer = &context.printer;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let ignore = ignored(&ledgers);
-    let backend = context.backend(registry, env)?;
-    let identity = backend
-        .describe()
-        .await
-        .with_context(|| format!("could not confirm the database of env `{}`", env.name))?;
-    printer.message(&context.target_line(env, backend.kind(), &identity.label));
+    let (backend, identity) = context.open_target(registry, env, true).await?;
 
     // The source: the rung below, or the migrations folder for the first rung.
     let source = match registry.rung_before(&env.name) {
@@ -370,20 +365,7 @@ async fn promote_locked(
         &progress,
     )
     .await;
-    for name in &outcome.recovered {
-        printer.warning(&format!(
-            "the response for `{name}` was lost; the ledger shows it committed"
-        ));
-    }
-    for applied in &outcome.applied {
-        printer.message(&format!(
-            "{} {} ({}, {} ms)",
-            printer.paint(Style::Green, "applied"),
-            applied.name,
-            plural(applied.statements, "statement"),
-            applied.duration_ms
-        ));
-    }
+    context.report_applied(&outcome, &env.name);
     report.applied = outcome.applied;
     if let Some(failure) = outcome.failure {
         report.outcome = "failed";

@@ -13,12 +13,7 @@ pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::R
     let printer = &context.printer;
     let registry = context.registry()?;
     let env = registry.resolve(&args.environment)?;
-    let backend = context.backend(&registry, env)?;
-    let identity = backend
-        .describe()
-        .await
-        .with_context(|| format!("could not confirm the database of env `{}`", env.name))?;
-    printer.message(&context.target_line(env, backend.kind(), &identity.label));
+    let (backend, _) = context.open_target(&registry, env, true).await?;
     let point = if let Some(point) = args.bookmark {
         point
     } else {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::backend::BackendKind;
 use crate::cli::StatusArgs;
 use crate::cli::printer::Style;
+use crate::cli::reporter::Counter;
 use crate::commands::{Context, ExitStatus, display_path, read_ledgers};
 use crate::core::ledger::{self, Ledgers, MigrationStatus, State};
 use crate::core::registry::Environment;
@@ -42,9 +43,14 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
     }
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     // Every environment is read at once: wall time is one round trip, not one per env.
+    let progress = (environments.len() > 1)
+        .then(|| Counter::new(&context.printer, "reading environments", environments.len()));
     let reads = join_all(environments.iter().map(|env| async {
         let backend = context.backend(&registry, env)?;
         let state = read_ledgers(&ledgers, backend.as_ref(), env).await?;
+        if let Some(progress) = &progress {
+            progress.inc();
+        }
         anyhow::Ok(EnvStatus {
             name: &env.name,
             backend: backend.kind(),
@@ -54,6 +60,7 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
         })
     }))
     .await;
+    drop(progress);
     let reports = reads.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
 
     let edited = reports

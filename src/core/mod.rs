@@ -2,11 +2,14 @@
 //! progress reaches the user through the reporter traits.
 
 pub mod apply;
+pub mod checklist;
 pub mod clock;
 pub mod ledger;
+pub mod lint;
 pub mod lock;
 pub mod migrations;
 pub mod promote;
 pub mod registry;
 pub mod schema;
 pub mod sql;
+pub mod wrangler_config;

@@ -7,11 +7,11 @@
 use serde::Serialize;
 
 use crate::backend::BackendKind;
-use crate::core::apply;
 use crate::core::ledger::{LedgerState, MigrationStatus, State};
 use crate::core::lock::Lease;
 use crate::core::migrations::{Migration, MigrationSet};
 use crate::core::schema::{self, Schema, Snapshot};
+use crate::core::{apply, lint};
 
 /// What one side of a promotion holds.
 #[derive(Debug, Clone)]
@@ -78,6 +78,7 @@ pub struct Plan {
     /// Folder migrations the source has not run yet (so they are not promoted).
     pub not_yet_at_source: Vec<String>,
     pub gates: Vec<Gate>,
+    pub findings: Vec<lint::Finding>,
     pub problems: Vec<apply::Problem>,
 }
 
@@ -127,23 +128,40 @@ pub fn plan(
         missing_gate(source, target),
         order_gate(set, target, &pending_migrations),
         ancestry_gate(source, target, &source_applied, &target_applied),
-        drift_gate(set, source, ignore),
+        drift_gate("source drift", set, source, ignore),
     ];
-    let problems = apply::check_pending(&pending_migrations, target_kind);
+    let names: Vec<&str> = pending_migrations.iter().map(|m| m.name.as_str()).collect();
+    let findings = lint::lint(&set.migrations, &names, ignore, None);
+    // Lint covers transactions and sizes; a migration without statements is apply's check.
+    let problems: Vec<apply::Problem> = apply::check_pending(&pending_migrations, target_kind)
+        .into_iter()
+        .filter(|p| p.statement.is_none())
+        .collect();
+    let blocking: Vec<String> = findings
+        .iter()
+        .filter(|f| f.blocks())
+        .map(|f| format!("{} {}: {}", f.code, f.migration, f.message))
+        .chain(
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.migration, p.message)),
+        )
+        .collect();
+    let waived = findings.iter().filter(|f| f.waived.is_some()).count();
+    let warnings = findings
+        .iter()
+        .filter(|f| !f.blocks() && f.waived.is_none())
+        .count();
     gates.push(Gate {
         name: "lint",
-        passed: problems.is_empty(),
-        detail: if problems.is_empty() {
+        passed: blocking.is_empty(),
+        detail: if blocking.is_empty() {
             format!(
-                "{} checked (transactions, statement size)",
+                "{} checked: no errors, {warnings} warnings, {waived} waived",
                 pending_migrations.len()
             )
         } else {
-            problems
-                .iter()
-                .map(|p| format!("{}: {}", p.migration, p.message))
-                .collect::<Vec<_>>()
-                .join("; ")
+            blocking.join("; ")
         },
     });
     gates.push(lock_gate(target, me));
@@ -161,6 +179,7 @@ pub fn plan(
             .collect(),
         not_yet_at_source,
         gates,
+        findings,
         problems,
     }
 }
@@ -289,11 +308,11 @@ fn ancestry_gate(
     }
 }
 
-/// The source's schema must be what its migrations make (the folder trivially is).
-fn drift_gate(set: &MigrationSet, source: &View, ignore: &[&str]) -> Gate {
+/// An env's schema must be what its migrations make (the folder trivially is).
+pub fn drift_gate(name: &'static str, set: &MigrationSet, source: &View, ignore: &[&str]) -> Gate {
     if source.is_folder {
         return Gate {
-            name: "source drift",
+            name,
             passed: true,
             detail: "the source is the migrations folder".to_owned(),
         };
@@ -305,7 +324,7 @@ fn drift_gate(set: &MigrationSet, source: &View, ignore: &[&str]) -> Gate {
     });
     if unreplayable {
         return Gate {
-            name: "source drift",
+            name,
             passed: true,
             detail: format!(
                 "not checked: `{}` has applied migrations whose files are missing or edited",
@@ -329,7 +348,7 @@ fn drift_gate(set: &MigrationSet, source: &View, ignore: &[&str]) -> Gate {
         Ok((actual, expected)) => {
             let changes = schema::diff(&expected, &actual);
             Gate {
-                name: "source drift",
+                name,
                 passed: changes.is_empty(),
                 detail: if changes.is_empty() {
                     format!(
@@ -351,7 +370,7 @@ fn drift_gate(set: &MigrationSet, source: &View, ignore: &[&str]) -> Gate {
             }
         }
         Err(error) => Gate {
-            name: "source drift",
+            name,
             passed: false,
             detail: format!(
                 "could not compare `{}` with its migrations: {error}",

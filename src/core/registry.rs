@@ -597,7 +597,7 @@ impl Parser<'_> {
             (None, Some(id)) => {
                 let id = self.interpolate(id, "wrangler_database_id")?;
                 let dir = match &raw.wrangler_dir {
-                    Some(dir) => root.join(self.interpolate(dir, "wrangler_dir")?),
+                    Some(dir) => join_normal(root, &self.interpolate(dir, "wrangler_dir")?),
                     None => root.to_path_buf(),
                 };
                 Ok(SqliteTarget {
@@ -647,6 +647,18 @@ impl Parser<'_> {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// `root` joined with `relative`, without `.` components (so `.` adds nothing to a path shown
+/// to the user).
+fn join_normal(root: &Path, relative: &str) -> PathBuf {
+    let mut path = root.to_path_buf();
+    for component in Path::new(relative).components() {
+        if component != std::path::Component::CurDir {
+            path.push(component);
+        }
+    }
+    path
 }
 
 fn is_valid_name(name: &str) -> bool {

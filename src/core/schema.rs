@@ -527,6 +527,12 @@ fn body(name: &str, table: &str, sql: &str) -> Body {
     }
 }
 
+/// The tokens of SQL text, normalised (words lower-cased, identifiers unquoted, comments
+/// dropped), for rules that look at statements word by word.
+pub fn words(sql: &str) -> Vec<String> {
+    tokenize(sql).into_iter().map(|t| t.text).collect()
+}
+
 /// A token of SQL text, normalised: words lower-cased, quoted identifiers unquoted,
 /// literals kept as written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,26 @@ pub(crate) struct Output {
 }
 
 impl Output {
+    /// Runs `command` to completion and collects what it printed.
+    pub(crate) fn of(command: &mut Command) -> Self {
+        let output = command.output().expect("run d1ctl");
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics, showing the output, unless the exit code is `code`.
+    pub(crate) fn expect_code(self, code: i32, args: &[&str]) -> Self {
+        assert_eq!(
+            self.code, code,
+            "d1ctl {args:?} exited {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
     /// Exit code, stdout and stderr in one text, for snapshots; temp paths and timings filtered.
     pub(crate) fn snapshot(&self, project: &Project) -> String {
         let root = project.root().display().to_string();
@@ -137,23 +157,12 @@ impl Project {
     }
 
     pub(crate) fn run(&self, args: &[&str]) -> Output {
-        let output = self.command(args).output().expect("run d1ctl");
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Output::of(&mut self.command(args))
     }
 
     /// Runs and asserts the exit code, showing the output when it differs.
     pub(crate) fn run_ok(&self, args: &[&str], code: i32) -> Output {
-        let output = self.run(args);
-        assert_eq!(
-            output.code, code,
-            "d1ctl {args:?} exited {}\nstdout:\n{}\nstderr:\n{}",
-            output.code, output.stdout, output.stderr
-        );
-        output
+        self.run(args).expect_code(code, args)
     }
 
     pub(crate) fn db(&self, relative: &str) -> Connection {

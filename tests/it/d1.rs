@@ -56,22 +56,11 @@ impl Remote {
         for (name, value) in vars {
             command.env(name, value);
         }
-        let output = command.output().expect("run d1ctl");
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Output::of(&mut command)
     }
 
     fn run_ok(&self, args: &[&str], code: i32) -> Output {
-        let output = self.run(args);
-        assert_eq!(
-            output.code, code,
-            "d1ctl {args:?}\nstdout:\n{}\nstderr:\n{}",
-            output.stdout, output.stderr
-        );
-        output
+        self.run(args).expect_code(code, args)
     }
 
     fn requests(&self) -> u64 {

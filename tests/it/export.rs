@@ -316,18 +316,7 @@ impl Remote {
     }
 
     fn run_ok(&self, args: &[&str], code: i32) -> Output {
-        let output = self.command(args).output().expect("run d1ctl");
-        let output = Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        };
-        assert_eq!(
-            output.code, code,
-            "d1ctl {args:?}\nstdout:\n{}\nstderr:\n{}",
-            output.stdout, output.stderr
-        );
-        output
+        Output::of(&mut self.command(args)).expect_code(code, args)
     }
 
     /// Staging with the migrations applied and the test rows in it.

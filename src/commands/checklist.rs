@@ -1,0 +1,78 @@
+//! `d1ctl checklist --to ENV`: the release checklist of that promotion, for the release PR.
+
+use crate::backend::BackendKind;
+use crate::cli::{ChecklistArgs, Format};
+use crate::commands::promote::{ignored, read_view};
+use crate::commands::{Context, ExitStatus, UserError};
+use crate::core::checklist::{self, Hooks, Rollback, Target, TargetFacts};
+use crate::core::ledger::Ledgers;
+use crate::core::promote::{self, View};
+
+pub(crate) async fn checklist(
+    args: ChecklistArgs,
+    context: &Context,
+) -> anyhow::Result<ExitStatus> {
+    let registry = context.registry()?;
+    let set = context.migrations(&registry)?;
+    let env = registry.resolve(&args.to)?;
+    if !registry.project.ladder.contains(&env.name) {
+        return Err(UserError::new(
+            format!("env `{}` is not on the ladder", env.name),
+            "add it to `ladder` under `[project]` in environments.toml",
+        )
+        .into());
+    }
+    let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
+    let ignore = ignored(&ledgers);
+    let (backend, identity) = context.open_target(&registry, env, false).await?;
+    let source = match registry.rung_before(&env.name) {
+        Some(below) => {
+            let source_backend = context.backend(&registry, below)?;
+            read_view(&ledgers, &set, source_backend.as_ref(), below, false).await?
+        }
+        None => View::folder(&set),
+    };
+    let target = read_view(&ledgers, &set, backend.as_ref(), env, identity.known_empty).await?;
+    let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
+    let target_drift = promote::drift_gate("target drift", &set, &target, &ignore);
+    let names: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
+    let facts = TargetFacts {
+        target: Target {
+            environment: env.name.clone(),
+            backend: backend.kind().to_string(),
+            database: identity.label,
+            protected: env.protected,
+        },
+        drift: target_drift,
+        rollback: Rollback {
+            kind: if backend.kind() == BackendKind::D1 {
+                "bookmark"
+            } else {
+                "backup"
+            },
+            taken: if backend.kind() == BackendKind::D1 {
+                "A Time Travel bookmark".to_owned()
+            } else {
+                "A backup of the database file under `.d1ctl/backups/`".to_owned()
+            },
+            command: format!("d1ctl rollback {} --last", env.name),
+        },
+        hooks: Hooks {
+            before: env.before.clone(),
+            after: env.after.clone(),
+        },
+    };
+    let checklist = checklist::build(&plan, &source, &target, facts, &names);
+    if context.printer.format == Format::Json {
+        context.printer.json(&checklist)?;
+    } else {
+        context
+            .printer
+            .data(&checklist::render_markdown(&checklist))?;
+    }
+    Ok(if checklist.blocked {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
