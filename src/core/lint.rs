@@ -749,6 +749,31 @@ mod tests {
     }
 
     #[test]
+    fn a_migration_that_fails_on_the_schema_before_it_is_lt001() {
+        let base = "CREATE TABLE t (a TEXT);\n";
+        assert_eq!(
+            codes(
+                &[
+                    ("0001_a.sql", base),
+                    ("0002_b.sql", "ALTER TABLE nope ADD COLUMN x TEXT;\n")
+                ],
+                "0002_b.sql"
+            ),
+            [("LT001", false)]
+        );
+        assert!(
+            codes(
+                &[
+                    ("0001_a.sql", base),
+                    ("0002_b.sql", "ALTER TABLE t ADD COLUMN x TEXT;\n")
+                ],
+                "0002_b.sql"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn a_waiver_in_the_migration_is_shown_with_its_reason() {
         let base = "CREATE TABLE t (a TEXT);\nCREATE TABLE legacy (x);\n";
         let drop =

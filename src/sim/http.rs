@@ -877,6 +877,11 @@ async fn run_sql(
 ) -> Result<Response, ApiError> {
     let (_, database) = app.database(id)?;
     let entries = parse_query_body(body)?;
+    if app.take_fault(|faults| &mut faults.reject_as_malformed) {
+        return Err(ApiError::malformed(
+            "simulated rejection of the request's shape",
+        ));
+    }
     if app.take_fault(|faults| &mut faults.fail_before_commit) {
         return Err(ApiError::internal("simulated failure before commit"));
     }

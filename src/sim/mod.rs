@@ -50,6 +50,9 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The next N `/query` or `/raw` requests answer HTTP 500 without executing.
     pub fail_before_commit: u32,
+    /// The next N `/query` or `/raw` requests answer 400 with code 7400 (malformed), as
+    /// Cloudflare does when the API's request schema changes under a client.
+    pub reject_as_malformed: u32,
     /// The next N successful `/query` or `/raw` requests commit, then answer HTTP 500.
     pub fail_after_commit: u32,
     /// The next N successful `/query` or `/raw` requests commit, then the connection closes

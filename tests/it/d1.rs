@@ -261,6 +261,30 @@ fn a_refused_token_is_code_10000_with_a_hint_and_never_printed() {
 }
 
 #[test]
+fn a_malformed_request_is_code_7400_with_a_hint() {
+    let remote = remote();
+    remote.sim.set_faults(Faults {
+        reject_as_malformed: 1,
+        ..Faults::default()
+    });
+    let output = remote.run_ok(&["status", "staging"], 2);
+    assert!(
+        output.stderr.contains(
+            "The request is malformed: simulated rejection of the request's shape [code: 7400]"
+        ),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains(
+            "hint: D1 refused the request's shape; run with `-v` and report it as a d1ctl bug"
+        ),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
 fn an_unknown_database_is_code_7404_with_a_hint() {
     let remote = remote();
     remote
@@ -472,6 +496,23 @@ fn the_token_can_come_from_dev_vars_and_the_more_specific_file_wins() {
         "{}",
         output.stderr
     );
+    assert!(
+        !output.stderr.contains(TOKEN),
+        "token leaked:\n{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn the_token_can_come_from_dot_env_when_nothing_else_has_one() {
+    let remote = remote();
+    remote.project.write(
+        ".env",
+        format!("# local secrets\nCLOUDFLARE_API_TOKEN='{TOKEN}'\n"),
+    );
+    let output = remote.run_with(&["status", "staging", "-v"], &[]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(output.stderr.contains(".env"), "{}", output.stderr);
     assert!(
         !output.stderr.contains(TOKEN),
         "token leaked:\n{}",
