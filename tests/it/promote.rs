@@ -673,3 +673,59 @@ fn baseline_accepts_a_matching_database_and_refuses_a_drifted_one() {
     ladder.run_ok(&["apply", "staging"], 0);
     ladder.run_ok(&["drift", "staging"], 0);
 }
+
+/// The README's first command, on a copy of the repository's example: the whole ladder through
+/// the bundled simulator, then nothing to do.
+#[test]
+fn the_readme_quickstart_promotes_the_example_up_the_whole_ladder() {
+    let project = Project::empty();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    fs_err::copy(
+        root.join("environments.toml"),
+        project.path("environments.toml"),
+    )
+    .unwrap();
+    crate::common::copy_dir(&root.join("migrations"), &project.path("migrations"));
+    let first = project.run_ok(&["promote", "--to", "production", "--cascade", "--yes"], 0);
+    for rung in ["local", "dev", "staging", "production"] {
+        assert!(
+            first
+                .stderr
+                .contains(&format!("verified: `{rung}` now has the same schema as")),
+            "{rung}:\n{}",
+            first.stderr
+        );
+    }
+    assert!(
+        first
+            .stderr
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("rollback: d1ctl rollback production --bookmark ")
+    );
+    let second = project.run_ok(&["promote", "--to", "production", "--cascade", "--yes"], 0);
+    assert_eq!(
+        second.stderr.matches("nothing to do").count(),
+        4,
+        "{}",
+        second.stderr
+    );
+    let status = project.run_ok(&["status", "--format", "json"], 0).json();
+    for env in status["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] != "wrangler-local")
+    {
+        assert!(
+            env["migrations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["state"] == "applied"),
+            "{env:#}"
+        );
+    }
+}
