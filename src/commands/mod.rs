@@ -75,6 +75,8 @@ pub(crate) struct Context {
     pub(crate) config: PathBuf,
     /// The bundled simulator, started on first use by an env with `simulator = true`.
     simulator: OnceLock<Simulator>,
+    /// One HTTP client for every D1 env of the command.
+    http: OnceLock<reqwest::Client>,
 }
 
 /// The token d1ctl and its in-process simulator share; it guards nothing real.
@@ -175,7 +177,14 @@ impl Context {
                 mode: target.request_mode,
             }
         };
-        Ok(D1Backend::new(D1Client::new(config)?))
+        let http = if let Some(http) = self.http.get() {
+            http.clone()
+        } else {
+            let http =
+                crate::d1::client::http_client().context("could not set up the HTTP client")?;
+            self.http.get_or_init(|| http).clone()
+        };
+        Ok(D1Backend::new(D1Client::with_http(config, http)?))
     }
 
     /// The in-process simulator serving every `simulator = true` env, its data under
@@ -374,6 +383,7 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
         printer,
         config: cli.global.config,
         simulator: OnceLock::new(),
+        http: OnceLock::new(),
     };
     let result = match cli.command {
         Command::Status(args) => status::status(args, &context).await,

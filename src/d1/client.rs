@@ -128,19 +128,17 @@ enum Attempt<T> {
 
 impl D1Client {
     pub fn new(config: D1Config) -> Result<Self, D1Error> {
+        let http = http_client().map_err(|error| D1Error::Unreachable {
+            url: config.base_url.clone(),
+            message: error.to_string(),
+        })?;
+        Self::with_http(config, http)
+    }
+
+    /// A client on a shared HTTP client (one per process: building one loads the system's
+    /// certificate store, which costs milliseconds per environment).
+    pub fn with_http(config: D1Config, http: reqwest::Client) -> Result<Self, D1Error> {
         check_base_url(&config.base_url)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("d1ctl/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // D1 bounds a request at 30 s; leave room for the network on top.
-            .timeout(Duration::from_secs(75))
-            // Credentials must never follow a redirect to another origin.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|error| D1Error::Unreachable {
-                url: config.base_url.clone(),
-                message: error.to_string(),
-            })?;
         Ok(Self {
             http,
             config,
@@ -436,6 +434,18 @@ impl D1Client {
         file.flush().await.map_err(write_error)?;
         Ok(written)
     }
+}
+
+/// The HTTP client d1ctl talks to D1 with.
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("d1ctl/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        // D1 bounds a request at 30 s; leave room for the network on top.
+        .timeout(Duration::from_secs(75))
+        // Credentials must never follow a redirect to another origin.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 fn backoff(attempt: u32) -> Duration {
