@@ -192,13 +192,22 @@ impl Schema {
         // Virtual tables first: creating them creates their shadow tables, which are then
         // skipped (they are the module's, not the user's).
         let is_virtual = |o: &RawObject| {
+            // sqlite_master keeps the statement from its `CREATE` keyword on.
             o.kind == "table"
-                && starts_with_words(o.sql.as_deref().unwrap_or_default(), &["create", "virtual"])
+                && o.sql
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim_start()
+                    .get(..14)
+                    .is_some_and(|head| head.eq_ignore_ascii_case("create virtual"))
         };
+        // One transaction: a schema change per autocommit would re-read the schema each time.
+        connection.execute_batch("BEGIN")?;
         for object in objects.iter().filter(|o| is_virtual(o)) {
             create(object)?;
         }
-        let existing = table_names(&connection)?;
+        let existing: std::collections::HashSet<String> =
+            table_names(&connection)?.into_iter().collect();
         for object in objects
             .iter()
             .filter(|o| o.kind == "table" && !is_virtual(o))
@@ -207,35 +216,38 @@ impl Schema {
                 create(object)?;
             }
         }
-        // Views may read other views: retry until no more can be created.
-        let mut views: Vec<&&RawObject> = objects.iter().filter(|o| o.kind == "view").collect();
-        while !views.is_empty() {
-            let before = views.len();
-            let mut failed = Vec::new();
-            let mut last_error = None;
-            for view in views {
-                if let Err(error) = create(view) {
-                    last_error = Some(error);
-                    failed.push(view);
-                }
-            }
-            if failed.len() == before {
-                return Err(last_error.expect("a view failed"));
-            }
-            views = failed;
-        }
+        connection.execute_batch("COMMIT")?;
+        // Indexes, triggers and views are compared by their text, so only tables need SQLite:
+        // creating every object would cost a scan of sqlite_master each, quadratic in its size.
+        let mut schema = Self::read_tables(&connection)?;
         for object in objects
             .iter()
-            .filter(|o| o.kind == "index" || o.kind == "trigger")
+            .filter(|o| matches!(o.kind.as_str(), "index" | "trigger" | "view"))
         {
-            create(object)?;
+            let (name, table, sql) = (
+                &object.name,
+                &object.table,
+                object.sql.as_deref().unwrap_or_default(),
+            );
+            let key = name.to_ascii_lowercase();
+            match object.kind.as_str() {
+                "index" => {
+                    schema.indexes.insert(key, parse_index(name, table, sql));
+                }
+                "trigger" => {
+                    schema.triggers.insert(key, body(name, table, sql));
+                }
+                _ => {
+                    schema.views.insert(key, body(name, table, sql));
+                }
+            }
         }
-        Self::read(&connection)
+        Ok(schema)
     }
 
-    fn read(connection: &Connection) -> Result<Self, SchemaError> {
+    fn read_tables(connection: &Connection) -> Result<Self, SchemaError> {
         let mut schema = Schema::default();
-        let mut list = connection.prepare(
+        let mut list = connection.prepare_cached(
             "SELECT name, type, wr, strict FROM pragma_table_list WHERE schema = 'main'",
         )?;
         let tables: Vec<(String, String, bool, bool)> = list
@@ -244,11 +256,11 @@ impl Schema {
             })?
             .collect::<rusqlite::Result<_>>()?;
         let sql_of = |kind: &str, name: &str| -> rusqlite::Result<String> {
-            connection.query_row(
-                "SELECT coalesce(sql, '') FROM sqlite_master WHERE type = ?1 AND name = ?2",
-                [kind, name],
-                |row| row.get(0),
-            )
+            connection
+                .prepare_cached(
+                    "SELECT coalesce(sql, '') FROM sqlite_master WHERE type = ?1 AND name = ?2",
+                )?
+                .query_row([kind, name], |row| row.get(0))
         };
         for (name, kind, without_rowid, strict) in tables {
             if name.starts_with("sqlite_") || !(kind == "table" || kind == "virtual") {
@@ -264,28 +276,6 @@ impl Schema {
                 strict,
             )?;
             schema.tables.insert(name.to_ascii_lowercase(), table);
-        }
-        let mut objects = connection.prepare(
-            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger', 'view') AND sql IS NOT NULL",
-        )?;
-        let rows: Vec<(String, String, String, String)> = objects
-            .query_map([], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        for (kind, name, table, sql) in rows {
-            let key = name.to_ascii_lowercase();
-            match kind.as_str() {
-                "index" => {
-                    schema.indexes.insert(key, parse_index(&name, &table, &sql));
-                }
-                "trigger" => {
-                    schema.triggers.insert(key, body(&name, &table, &sql));
-                }
-                _ => {
-                    schema.views.insert(key, body(&name, &table, &sql));
-                }
-            }
         }
         Ok(schema)
     }
@@ -342,7 +332,7 @@ impl Schema {
 
 fn table_names(connection: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut statement =
-        connection.prepare("SELECT lower(name) FROM sqlite_master WHERE type = 'table'")?;
+        connection.prepare_cached("SELECT lower(name) FROM sqlite_master WHERE type = 'table'")?;
     statement.query_map([], |row| row.get(0))?.collect()
 }
 
@@ -371,7 +361,7 @@ fn read_table(
         });
     }
     let definitions = column_definitions(&tokens);
-    let mut info = connection.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
+    let mut info = connection.prepare_cached("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let mut columns = Vec::new();
     let mut primary: Vec<(i64, String)> = Vec::new();
     let rows: Vec<(String, String, bool, Option<String>, i64, i64)> = info
@@ -424,20 +414,20 @@ fn read_table(
     primary.sort();
     let mut unique = Vec::new();
     let mut list =
-        connection.prepare("SELECT name FROM pragma_index_list(?1) WHERE origin = 'u'")?;
+        connection.prepare_cached("SELECT name FROM pragma_index_list(?1) WHERE origin = 'u'")?;
     let names: Vec<String> = list
         .query_map([name], |row| row.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for index in names {
-        let mut info =
-            connection.prepare("SELECT lower(name) FROM pragma_index_info(?1) ORDER BY seqno")?;
+        let mut info = connection
+            .prepare_cached("SELECT lower(name) FROM pragma_index_info(?1) ORDER BY seqno")?;
         let cols: Vec<String> = info
             .query_map([&index], |row| row.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         unique.push(cols);
     }
     unique.sort();
-    let mut keys = connection.prepare(
+    let mut keys = connection.prepare_cached(
         "SELECT id, lower(\"table\"), lower(\"from\"), lower(coalesce(\"to\", '')), on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
     )?;
     let mut foreign_keys: BTreeMap<i64, ForeignKey> = BTreeMap::new();
@@ -711,14 +701,6 @@ fn is_keyword(text: &str) -> bool {
             | "select"
             | "default"
     )
-}
-
-fn starts_with_words(sql: &str, words: &[&str]) -> bool {
-    let tokens = tokenize(sql);
-    words
-        .iter()
-        .enumerate()
-        .all(|(i, w)| tokens.get(i).is_some_and(|t| t.text == *w))
 }
 
 /// Index of the `)` matching the `(` at `open` (or the end).
