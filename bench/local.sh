@@ -4,19 +4,24 @@
 #   bash bench/local.sh                  # from the repository root
 #   D1CTL=/path/to/d1ctl RUNS=100 bash bench/local.sh
 #
-# a. `d1ctl apply local -q` of two small migrations to a fresh database, beside
-#    `sqlite3 local.sqlite < script.sql` (wrangler's ledger table, then per migration
-#    BEGIN; <migration>; INSERT INTO d1_migrations ...; COMMIT;).
+# a. `d1ctl apply local -q` of two small migrations to a fresh database, beside sqlite3 running
+#    script.sql (wrangler's ledger table, then per migration
+#    BEGIN; <migration>; INSERT INTO d1_migrations ...; COMMIT;) and script2.sql (the same, with
+#    the ledger table created in the first transaction: 2 commits, as d1ctl does).
 # b. `d1ctl status local` on that database (2 migrations applied), beside
 #    `sqlite3 local.sqlite 'SELECT name FROM d1_migrations ORDER BY id'`.
 # c. Peak resident memory (GNU time %M), median of MEM_RUNS runs.
+#
+# The databases live in a `mktemp -d` folder under $TMPDIR (default /tmp): apply's time is mostly
+# that disk's fsync latency. TMPDIR=/dev/shm (tmpfs, fsync free) leaves the CPU and process cost.
 #
 # Needs: hyperfine, GNU time (/usr/bin/time), sqlite3, jq. Nothing leaves the machine.
 set -euo pipefail
 
 D1CTL=${D1CTL:-target/release/d1ctl}
-RUNS=${RUNS:-50}          # hyperfine runs per command (>= 30)
-WARMUP=${WARMUP:-5}       # hyperfine warmup runs
+RUNS=${RUNS:-60}          # timed runs per command (>= 30), spread over ROUNDS hyperfine rounds
+ROUNDS=${ROUNDS:-6}       # interleaved rounds (see `rounds` below)
+WARMUP=${WARMUP:-5}       # hyperfine warmup runs before the first round (1 before the others)
 MEM_RUNS=${MEM_RUNS:-9}   # runs for the peak-RSS median
 SQLITE3=${SQLITE3:-sqlite3}
 GNU_TIME=${GNU_TIME:-/usr/bin/time}
@@ -120,17 +125,61 @@ rm -f local.sqlite*
 echo "d1ctl:   $D1CTL ($("$D1CTL" --version 2>/dev/null || echo unknown version))"
 echo "sqlite3: $("$SQLITE3" --version | cut -d' ' -f1-2)"
 echo "hyperfine: $(hyperfine --version)"
-echo "runs: $RUNS (warmup $WARMUP), memory runs: $MEM_RUNS"
+echo "runs: $RUNS per command in $ROUNDS interleaved rounds (warmup $WARMUP), memory runs: $MEM_RUNS"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 echo
 
+# --- timing in interleaved rounds ---------------------------------------------------------------
+# hyperfine runs all runs of one command before the next, so a slow spell of the disk (fsync) or
+# of a neighbour on this machine lands on one command only. Instead: ROUNDS rounds of
+# ceil(RUNS / ROUNDS) runs per command, the command order reversed every other round, and the
+# runs of all rounds merged per command (mean, σ, median, min, max over every run).
+#
+# rounds OUT PREPARE LABEL CMD [LABEL CMD ...]; PREPARE may be empty.
+rounds() {
+  local out=$1 prepare=$2 per=$(( (RUNS + ROUNDS - 1) / ROUNDS )) r i
+  shift 2
+  local -a labels=() cmds=() files=() order args prep
+  while (($#)); do labels+=("$1"); cmds+=("$2"); shift 2; done
+  for ((r = 0; r < ROUNDS; r++)); do
+    order=()
+    for i in "${!labels[@]}"; do
+      if ((r % 2)); then order=("$i" "${order[@]}"); else order+=("$i"); fi
+    done
+    args=()
+    for i in "${order[@]}"; do args+=(-n "${labels[i]}" "${cmds[i]}"); done
+    prep=()
+    [[ -n $prepare ]] && prep=(--prepare "$prepare")
+    # -N: no intermediate shell. These commands can take under 5 ms, below what hyperfine can
+    # correct for when it subtracts a shell's start-up time.
+    hyperfine -N --style none --warmup $((r == 0 ? WARMUP : 1)) --runs "$per" "${prep[@]}" \
+      --export-json "$out.$r" "${args[@]}"
+    files+=("$out.$r")
+  done
+  jq -s '{results: ([.[].results[]] | group_by(.command) | map(
+      {command: .[0].command, times: (map(.times) | add),
+       user: (map(.user) | add / length), system: (map(.system) | add / length)}
+      | (.times | add / length) as $m
+      | . + {mean: $m, min: (.times | min), max: (.times | max),
+             median: (.times | sort | if length % 2 == 1 then .[length / 2 | floor]
+                      else (.[length / 2 - 1] + .[length / 2]) / 2 end),
+             stddev: (if (.times | length) > 1
+                      then (.times | map((. - $m) * (. - $m)) | add / (length - 1) | sqrt)
+                      else 0 end)}))}' "${files[@]}" > "$out"
+  for i in "${!labels[@]}"; do
+    jq -r --arg n "${labels[i]}" '.results[] | select(.command == $n) |
+      "  \(.command)\n    \(.mean * 1000 | . * 10 | round / 10) ms ± \(.stddev * 1000 | . * 10 | round / 10) ms (median \(.median * 1000 | . * 10 | round / 10), min \(.min * 1000 | . * 10 | round / 10), max \(.max * 1000 | . * 10 | round / 10)) over \(.times | length) runs; user \(.user * 1000 | . * 10 | round / 10) ms, system \(.system * 1000 | . * 10 | round / 10) ms"' "$out"
+  done
+}
+
 # --- a. apply to a fresh database ----------------------------------------------------------------
 echo "== a. apply 2 migrations to a fresh database"
-hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json apply.json \
-  --prepare 'rm -f local.sqlite local.sqlite-journal local.sqlite-wal local.sqlite-shm' \
-  -n 'd1ctl apply local -q' "'$D1CTL' apply local -q" \
-  -n 'sqlite3 local.sqlite < script.sql' "'$SQLITE3' local.sqlite < script.sql" \
-  -n 'sqlite3 local.sqlite < script2.sql' "'$SQLITE3' local.sqlite < script2.sql"
+# Without a shell there is no `<`, so sqlite3 runs the same file with `.read script.sql` (same
+# statements, same transactions; section c measures `sqlite3 local.sqlite < script.sql` itself).
+rounds apply.json 'rm -f local.sqlite local.sqlite-journal local.sqlite-wal local.sqlite-shm' \
+  'd1ctl apply local -q' "'$D1CTL' apply local -q" \
+  'sqlite3 local.sqlite .read script.sql' "'$SQLITE3' local.sqlite '.read script.sql'" \
+  'sqlite3 local.sqlite .read script2.sql' "'$SQLITE3' local.sqlite '.read script2.sql'"
 echo
 
 # --- b. status of the applied database -----------------------------------------------------------
@@ -138,11 +187,9 @@ echo "== b. status of one local env (2 migrations applied)"
 rm -f local.sqlite*
 "$D1CTL" apply local -q
 "$D1CTL" status local
-# -N: no intermediate shell; both commands take a few milliseconds, below what hyperfine can
-# correct for when it subtracts a shell's start-up time.
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json status.json \
-  -n 'd1ctl status local' "'$D1CTL' status local" \
-  -n 'sqlite3 SELECT name FROM d1_migrations' "'$SQLITE3' local.sqlite 'SELECT name FROM d1_migrations ORDER BY id'"
+rounds status.json '' \
+  'd1ctl status local' "'$D1CTL' status local" \
+  'sqlite3 SELECT name FROM d1_migrations' "'$SQLITE3' local.sqlite 'SELECT name FROM d1_migrations ORDER BY id'"
 echo
 
 # --- c. peak resident memory ---------------------------------------------------------------------
@@ -162,7 +209,7 @@ rss_apply=$(FRESH=1 peak_rss "$D1CTL" apply local -q)
 rss_sqlite_apply=$(FRESH=1 STDIN=script.sql peak_rss "$SQLITE3" local.sqlite)
 rss_status=$(peak_rss "$D1CTL" status local)
 rss_sqlite_status=$(peak_rss "$SQLITE3" local.sqlite 'SELECT name FROM d1_migrations ORDER BY id')
-printf '%-28s %6s KB\n' 'd1ctl apply local -q' "$rss_apply" 'sqlite3 < script.sql' "$rss_sqlite_apply" \
+printf '%-40s %6s KB\n' 'd1ctl apply local -q' "$rss_apply" 'sqlite3 local.sqlite < script.sql' "$rss_sqlite_apply" \
   'd1ctl status local' "$rss_status" 'sqlite3 SELECT' "$rss_sqlite_status"
 echo
 
@@ -183,10 +230,10 @@ row() { # file name label rss reference-name
 echo "== summary (ratio: mean time / mean time of the first sqlite3 command of its group)"
 echo "| command | mean ± σ | median | user+sys CPU | ratio to sqlite3 | peak RSS (median) |"
 echo "|---|---|---|---|---|---|"
-A='sqlite3 local.sqlite < script.sql'
+A='sqlite3 local.sqlite .read script.sql'
 row apply.json 'd1ctl apply local -q' 'd1ctl apply local -q (fresh db)' "$rss_apply" "$A"
-row apply.json "$A" "$A" "$rss_sqlite_apply" "$A"
-row apply.json 'sqlite3 local.sqlite < script2.sql' 'sqlite3 local.sqlite < script2.sql (2 commits, as d1ctl)' '' "$A"
+row apply.json "$A" 'sqlite3 local.sqlite .read script.sql (3 commits)' "$rss_sqlite_apply" "$A"
+row apply.json 'sqlite3 local.sqlite .read script2.sql' 'sqlite3 local.sqlite .read script2.sql (2 commits, as d1ctl)' '' "$A"
 S='sqlite3 SELECT name FROM d1_migrations'
 row status.json 'd1ctl status local' 'd1ctl status local' "$rss_status" "$S"
 row status.json "$S" "sqlite3 local.sqlite 'SELECT name FROM d1_migrations ORDER BY id'" "$rss_sqlite_status" "$S"
@@ -200,6 +247,6 @@ verdict() { # file d1ctl-name sqlite-name rss label
       (dm / sm <= 2 ? "MET" : "MISSED"), dm / sm, (r / 1024 < 20 ? "MET" : "MISSED"), r / 1024 }'
 }
 verdict apply.json 'd1ctl apply local -q' "$A" "$rss_apply" apply
-verdict apply.json 'd1ctl apply local -q' 'sqlite3 local.sqlite < script2.sql' "$rss_apply" apply
+verdict apply.json 'd1ctl apply local -q' 'sqlite3 local.sqlite .read script2.sql' "$rss_apply" apply
 verdict status.json 'd1ctl status local' "$S" "$rss_status" status
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"

@@ -115,8 +115,10 @@ raw_url=$base/client/v4/accounts/$account/d1/database/${uuid[dev]}/raw
 curl -sf -X POST -H "authorization: Bearer $token" -H 'content-type: application/json' \
   --data-binary @raw.json "$raw_url" | jq -e '.success' >/dev/null || die "the /raw request failed"
 
+# -N: no intermediate shell (a command near 5 ms is below what hyperfine can correct for when it
+# subtracts a shell's start-up time).
 echo "== status at 0 ms injected latency (fixed cost: process, HTTP client, local work)"
-hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json zero.json \
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json zero.json \
   -n 'd1ctl status (4 envs), 0 ms' "'$D1CTL' status" \
   -n 'd1ctl status dev, 0 ms' "'$D1CTL' status dev"
 echo
@@ -124,7 +126,7 @@ echo
 sim -d "{\"latency_ms\":$LATENCY_MS}" "$base/__sim/faults" >/dev/null
 sim "$base/__sim/stats/reset" >/dev/null
 echo "== status at $LATENCY_MS ms injected latency"
-hyperfine --warmup "$WARMUP" --runs "$RUNS" --export-json latency.json \
+hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json latency.json \
   -n "d1ctl status (4 envs)" "'$D1CTL' status" \
   -n "d1ctl status dev" "'$D1CTL' status dev" \
   -n "curl, one /raw round trip" "curl -sf -o /dev/null -X POST -H 'authorization: Bearer $token' -H 'content-type: application/json' --data-binary @raw.json '$raw_url'"
