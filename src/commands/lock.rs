@@ -41,7 +41,7 @@ pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Res
         }
         LockCommand::Release { environment, id } => {
             let env = registry.resolve(&environment)?;
-            let backend = context.backend(&registry, env)?;
+            let (backend, _) = context.open_target(&registry, env, true).await?;
             if lock::force_release(backend.as_ref(), &id).await? {
                 context
                     .printer

@@ -31,6 +31,10 @@ struct RungReport {
     plan: Plan,
     /// `up_to_date`, `blocked`, `planned`, `refused`, `promoted`, `failed`.
     outcome: &'static str,
+    /// The target's lock as read before planning (`null` when free).
+    lock: Option<lock::Lease>,
+    /// The rollback point a promotion takes before its first write: `bookmark` or `backup`.
+    rollback_point_kind: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     applied: Vec<Applied>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -175,6 +179,12 @@ async fn promote_rung(
         protected: env.protected,
         plan,
         outcome: "planned",
+        lock: target.lock.clone(),
+        rollback_point_kind: if backend.kind() == BackendKind::D1 {
+            "bookmark"
+        } else {
+            "backup"
+        },
         applied: Vec::new(),
         rollback_point: None,
         rollback_command: None,

@@ -419,7 +419,7 @@ impl D1Client {
         if !response.status().is_success() {
             return Err(unreachable(format!("HTTP {}", response.status())));
         }
-        let mut file = tokio::fs::File::create(destination)
+        let mut file = fs_err::tokio::File::create(destination)
             .await
             .map_err(write_error)?;
         let mut written = 0;

@@ -288,6 +288,7 @@ fn json_outputs_have_their_documented_shapes() {
         .run(&["plan", "--to", "staging", "--format", "json"])
         .json();
     let rung = json!({"environment": "string", "backend": "string", "database": "string", "protected": "bool", "outcome": "string",
+        "rollback_point_kind": "string",
         "plan": {"source": "string", "target": "string", "pending": [{"name": "string", "statements": "number", "bytes": "number"}],
                  "not_yet_at_source": ["string"], "gates": [{"name": "string", "passed": "bool", "detail": "string"}]}});
     conforms(
