@@ -195,6 +195,20 @@ impl Project {
     }
 }
 
+/// Rows of a query on a simulator database as text, `|`-joined, bypassing the API.
+pub(crate) fn sim_rows(sim: &d1ctl::sim::Simulator, database: &str, sql: &str) -> Vec<String> {
+    sim.query_rows(database, sql)
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect()
+}
+
 /// Rows of a query as text, `|`-joined, for compact assertions.
 pub(crate) fn rows(connection: &Connection, sql: &str) -> Vec<String> {
     let mut statement = connection.prepare(sql).unwrap();

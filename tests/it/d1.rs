@@ -2,7 +2,7 @@
 
 use d1ctl::sim::{Faults, SimConfig, Simulator};
 
-use crate::common::{Output, Project};
+use crate::common::{Output, Project, sim_rows};
 
 const TOKEN: &str = "sim-test-token-6d1f0e";
 const ACCOUNT: &str = "abcdefabcdefabcdefabcdefabcdef12";
@@ -68,17 +68,7 @@ impl Remote {
     }
 
     fn rows(&self, database: &str, sql: &str) -> Vec<String> {
-        self.sim
-            .query_rows(database, sql)
-            .unwrap()
-            .into_iter()
-            .map(|row| {
-                row.iter()
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            })
-            .collect()
+        sim_rows(&self.sim, database, sql)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use d1ctl::sim::{Faults, SimConfig, Simulator};
 
-use crate::common::{Output, Project, rows};
+use crate::common::{Output, Project, rows, sim_rows};
 
 const TOKEN: &str = "promote-token";
 const ACCOUNT: &str = "abcdefabcdefabcdefabcdefabcdef12";
@@ -81,16 +81,7 @@ impl Ladder {
 }
 
 fn query(sim: &Simulator, database: &str, sql: &str) -> Vec<String> {
-    sim.query_rows(database, sql)
-        .unwrap()
-        .into_iter()
-        .map(|row| {
-            row.iter()
-                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect()
+    sim_rows(sim, database, sql)
 }
 
 #[test]
