@@ -20,13 +20,16 @@ const VERSION: &str = match option_env!("D1CTL_GIT_REVISION") {
 
 const AFTER_HELP: &str = "\
 Examples:
-  d1ctl apply local                 apply pending migrations to the `local` env
-  d1ctl status                      show every environment of the ladder
-  d1ctl status local --format json  machine-readable status for CI
-  d1ctl new add_users               create the next migration file
+  d1ctl status                                  every environment of the ladder, as a matrix
+  d1ctl apply local                             apply pending migrations to the `local` env
+  d1ctl promote --to staging                    staging gets exactly what dev ran, after gates
+  d1ctl promote --to production --cascade --yes every lagging rung up to production
+  d1ctl drift prod local                        do production and local have the same schema?
+  d1ctl checklist --to production > release.md  the release checklist for the PR
+  d1ctl lint                                    what will go wrong on D1
 
-Exit codes: 0 ok, 1 something needs your attention (failed migration, checksum mismatch),
-2 usage, configuration, credential, network or internal error.";
+Exit codes: 0 ok; 1 something needs your attention (drift, a gate that refuses, a failed
+migration, a lint error); 2 usage, configuration, credential, network or internal error.";
 
 /// Carries SQL migrations for Cloudflare D1 from a laptop to production, one rung at a time.
 #[derive(Debug, Parser)]
@@ -201,7 +204,7 @@ env is dumped by d1ctl in the same format, so a dump of either loads into the ot
 to export databases with virtual tables (FTS5) unless `--table` names only ordinary tables.")]
     Export(ExportArgs),
 
-    /// Copy an environment's schema and data into a local SQLite env (\"sync from production\").
+    /// Copy an environment's schema and data into a local SQLite env ("sync from production").
     #[command(after_help = "\
 Examples:
   d1ctl pull prod --into local             production's data into the `local` env
