@@ -32,8 +32,7 @@ pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::R
         .read_with_schema(backend.as_ref(), false)
         .await
         .with_context(|| format!("could not read env `{}`", env.name))?;
-    let mut ignore: Vec<&str> = ledgers.table_names().to_vec();
-    ignore.extend(ledger::INTERNAL_TABLES);
+    let ignore = ledgers.ignored_tables();
     let actual = Schema::build(&read.snapshot, &ignore)?;
     let expected = Schema::build(&schema::replay(&chosen)?, &ignore)?;
     let changes = schema::diff(&expected, &actual);

@@ -2,11 +2,11 @@
 
 use crate::backend::BackendKind;
 use crate::cli::{ChecklistArgs, Format};
-use crate::commands::promote::{ignored, read_view};
+use crate::commands::promote::{read_source, read_view};
 use crate::commands::{Context, ExitStatus, UserError};
 use crate::core::checklist::{self, Hooks, Rollback, Target, TargetFacts};
 use crate::core::ledger::Ledgers;
-use crate::core::promote::{self, View};
+use crate::core::promote;
 
 pub(crate) async fn checklist(
     args: ChecklistArgs,
@@ -23,15 +23,9 @@ pub(crate) async fn checklist(
         .into());
     }
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let ignore = ignored(&ledgers);
+    let ignore = ledgers.ignored_tables();
     let (backend, identity) = context.open_target(&registry, env, false).await?;
-    let source = match registry.rung_before(&env.name) {
-        Some(below) => {
-            let source_backend = context.backend(&registry, below)?;
-            read_view(&ledgers, &set, source_backend.as_ref(), below, false).await?
-        }
-        None => View::folder(&set),
-    };
+    let source = read_source(context, &registry, &set, &ledgers, env).await?;
     let target = read_view(&ledgers, &set, backend.as_ref(), env, identity.known_empty).await?;
     let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
     let target_drift = promote::drift_gate("target drift", &set, &target, &ignore);

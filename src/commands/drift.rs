@@ -54,7 +54,7 @@ pub(crate) async fn drift(args: DriftArgs, context: &Context) -> anyhow::Result<
     let registry = context.registry()?;
     let set = context.migrations(&registry)?;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let ignore = ignored_tables(&ledgers);
+    let ignore = ledgers.ignored_tables();
 
     let (a, b) = if let Some(second) = &args.second {
         let (a, b) = tokio::join!(
@@ -147,13 +147,6 @@ pub(crate) async fn drift(args: DriftArgs, context: &Context) -> anyhow::Result<
     })
 }
 
-/// Ledgers and d1ctl's own tables: bookkeeping, not the user's schema.
-fn ignored_tables(ledgers: &Ledgers) -> Vec<&str> {
-    let mut ignore: Vec<&str> = ledgers.table_names().to_vec();
-    ignore.extend(crate::core::ledger::INTERNAL_TABLES);
-    ignore
-}
-
 fn env_label(env: &Environment) -> String {
     format!("`{}`", env.name)
 }
@@ -179,7 +172,7 @@ async fn read_side(
     ledgers: &Ledgers,
     name: &str,
 ) -> anyhow::Result<Side> {
-    let ignore = ignored_tables(ledgers);
+    let ignore = ledgers.ignored_tables();
     if name == RESERVED_NAME {
         let all: Vec<&Migration> = set.migrations.iter().collect();
         let snapshot = schema::replay(&all)?;

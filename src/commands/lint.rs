@@ -27,10 +27,9 @@ pub(crate) async fn lint(args: LintArgs, context: &Context) -> anyhow::Result<Ex
     let registry = context.registry()?;
     let set = context.migrations(&registry)?;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let mut ignore: Vec<&str> = ledgers.table_names().to_vec();
-    ignore.extend(ledger::INTERNAL_TABLES);
+    let ignore = ledgers.ignored_tables();
 
-    let mut rows = None;
+    let mut target = None;
     let targets: Vec<&str> =
         if !args.files.is_empty() {
             args.files
@@ -57,26 +56,26 @@ pub(crate) async fn lint(args: LintArgs, context: &Context) -> anyhow::Result<Ex
                 .filter(|s| s.state == State::Pending)
                 .filter_map(|s| set.get(&s.name).map(|m| m.name.as_str()))
                 .collect();
-            let tables = lint::tables_needing_row_counts(&set.migrations, &pending, &ignore);
-            if !tables.is_empty() {
-                rows = Some(
-                    row_counts(backend.as_ref(), &tables)
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "could not count the rows of {} on `{}`",
-                                tables.join(", "),
-                                env.name
-                            )
-                        })?,
-                );
-            }
+            target = Some((env, backend));
             pending
         } else {
             set.migrations.iter().map(|m| m.name.as_str()).collect()
         };
 
-    let findings = lint::lint(&set.migrations, &targets, &ignore, rows.as_ref());
+    let mut findings = lint::lint(&set.migrations, &targets, &ignore);
+    let tables = lint::tables_needing_row_counts(&findings);
+    if let (Some((env, backend)), false) = (&target, tables.is_empty()) {
+        let rows = row_counts(backend.as_ref(), &tables)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not count the rows of {} on `{}`",
+                    tables.join(", "),
+                    env.name
+                )
+            })?;
+        findings = lint::with_row_counts(findings, &rows);
+    }
     let errors = findings.iter().filter(|f| f.blocks()).count();
     let waived = findings.iter().filter(|f| f.waived.is_some()).count();
     let warnings = findings

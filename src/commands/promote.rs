@@ -106,11 +106,21 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
     Ok(status)
 }
 
-/// The names of the tables a schema comparison skips.
-pub(crate) fn ignored(ledgers: &Ledgers) -> Vec<&str> {
-    let mut ignore: Vec<&str> = ledgers.table_names().to_vec();
-    ignore.extend(ledger::INTERNAL_TABLES);
-    ignore
+/// The source of `env`: the rung below it, or the migrations folder for the first rung.
+pub(crate) async fn read_source(
+    context: &Context,
+    registry: &Registry,
+    set: &MigrationSet,
+    ledgers: &Ledgers,
+    env: &Environment,
+) -> anyhow::Result<View> {
+    match registry.rung_before(&env.name) {
+        Some(below) => {
+            let backend = context.backend(registry, below)?;
+            read_view(ledgers, set, backend.as_ref(), below, false).await
+        }
+        None => Ok(View::folder(set)),
+    }
 }
 
 /// Reads an env as a promotion side: statuses, schema and lock in one request.
@@ -159,17 +169,10 @@ async fn promote_rung(
 ) -> anyhow::Result<RungReport> {
     let printer = &context.printer;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let ignore = ignored(&ledgers);
+    let ignore = ledgers.ignored_tables();
     let (backend, identity) = context.open_target(registry, env, true).await?;
 
-    // The source: the rung below, or the migrations folder for the first rung.
-    let source = match registry.rung_before(&env.name) {
-        Some(below) => {
-            let source_backend = context.backend(registry, below)?;
-            read_view(&ledgers, set, source_backend.as_ref(), below, false).await?
-        }
-        None => View::folder(set),
-    };
+    let source = read_source(context, registry, set, &ledgers, env).await?;
     let target = read_view(&ledgers, set, backend.as_ref(), env, identity.known_empty).await?;
     let plan = promote::plan(set, &source, &target, backend.kind(), &ignore, None);
     let mut report = RungReport {

@@ -80,9 +80,16 @@ impl Ledgers {
         }
     }
 
-    /// Every table name a schema comparison must ignore.
+    /// The three ledger tables.
     pub fn table_names(&self) -> [&str; 3] {
         [&self.wrangler_table, D1CTL_TABLE, DRIZZLE_TABLE]
+    }
+
+    /// Every table a schema comparison skips: the ledgers and d1ctl's other bookkeeping.
+    pub fn ignored_tables(&self) -> Vec<&str> {
+        let mut ignore: Vec<&str> = self.table_names().to_vec();
+        ignore.extend(INTERNAL_TABLES);
+        ignore
     }
 
     /// wrangler's `CREATE TABLE` text, byte for byte (workers-sdk `getCreateMigrationsTableQuery`).
@@ -108,39 +115,8 @@ impl Ledgers {
     }
 
     /// Reads every ledger in one batch; a table that does not exist is left `None`.
-    ///
-    /// The first attempt assumes the tables exist (one request on a tracked database); when one
-    /// is missing, `sqlite_master` tells which exist and a second batch reads those.
     pub async fn read(&self, backend: &dyn Backend) -> Result<LedgerState, BackendError> {
-        let all = self.tables();
-        match backend.read(&self.read_statements(all)).await {
-            Ok(rows) => Ok(Self::parse(all, &rows)),
-            Err(error) if error.is_missing_table().is_some() => {
-                let names = self.table_names();
-                let existing = backend
-                    .read(&[Statement::with_params(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?)",
-                        names.iter().map(|n| Value::from(*n)).collect(),
-                    )])
-                    .await?;
-                let present: Vec<String> = existing[0]
-                    .rows
-                    .iter()
-                    .filter_map(|row| row[0].as_str().map(str::to_owned))
-                    .collect();
-                let tables: Vec<LedgerTable> = all
-                    .iter()
-                    .copied()
-                    .filter(|table| present.iter().any(|p| p == self.name_of(*table)))
-                    .collect();
-                if tables.is_empty() {
-                    return Ok(LedgerState::default());
-                }
-                let rows = backend.read(&self.read_statements(&tables)).await?;
-                Ok(Self::parse(&tables, &rows))
-            }
-            Err(error) => Err(error),
-        }
+        Ok(self.read_parts(backend, false, false).await?.state)
     }
 
     /// Reads every ledger, the schema snapshot and (with `lock`) the lock row in one batch: one
@@ -150,27 +126,57 @@ impl Ledgers {
         backend: &dyn Backend,
         lock: bool,
     ) -> Result<EnvironmentRead, BackendError> {
+        self.read_parts(backend, true, lock).await
+    }
+
+    /// The first batch assumes the tables exist (one request on a tracked database). When one is
+    /// missing, the snapshot (or, without `schema`, just the table names) tells which exist,
+    /// and a second batch reads those.
+    async fn read_parts(
+        &self,
+        backend: &dyn Backend,
+        schema: bool,
+        lock: bool,
+    ) -> Result<EnvironmentRead, BackendError> {
         let all = self.tables();
-        let mut statements = vec![schema::snapshot_statement()];
+        let mut statements = Vec::new();
+        if schema {
+            statements.push(schema::snapshot_statement());
+        }
+        let offset = statements.len();
         statements.extend(self.read_statements(all));
         if lock {
             statements.push(crate::core::lock::read_statement());
         }
         match backend.read(&statements).await {
             Ok(rows) => Ok(EnvironmentRead {
-                state: Self::parse(all, &rows[1..=all.len()]),
-                snapshot: Snapshot::from_rows(&rows[0]),
+                state: Self::parse(all, &rows[offset..offset + all.len()]),
+                snapshot: if schema {
+                    Snapshot::from_rows(&rows[0])
+                } else {
+                    Snapshot::default()
+                },
                 lock: if lock {
-                    crate::core::lock::parse(&rows[all.len() + 1])
+                    crate::core::lock::parse(&rows[offset + all.len()])
                 } else {
                     None
                 },
             }),
             Err(error) if error.is_missing_table().is_some() => {
-                let rows = backend.read(&[schema::snapshot_statement()]).await?;
-                let snapshot = Snapshot::from_rows(&rows[0]);
+                let listing = if schema {
+                    schema::snapshot_statement()
+                } else {
+                    let mut names: Vec<Value> =
+                        self.table_names().iter().map(|n| Value::from(*n)).collect();
+                    names.push(Value::from(crate::core::lock::LOCK_TABLE));
+                    Statement::with_params(
+                        "SELECT type, name, tbl_name, NULL AS sql FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?, ?)",
+                        names,
+                    )
+                };
+                let listed = Snapshot::from_rows(&backend.read(&[listing]).await?[0]);
                 let exists = |name: &str| {
-                    snapshot
+                    listed
                         .objects
                         .iter()
                         .any(|o| o.kind == "table" && o.name == name)
@@ -185,17 +191,14 @@ impl Ledgers {
                 if read_lock {
                     statements.push(crate::core::lock::read_statement());
                 }
-                if statements.is_empty() {
-                    return Ok(EnvironmentRead {
-                        state: LedgerState::default(),
-                        snapshot,
-                        lock: None,
-                    });
-                }
-                let rows = backend.read(&statements).await?;
+                let rows = if statements.is_empty() {
+                    Vec::new()
+                } else {
+                    backend.read(&statements).await?
+                };
                 Ok(EnvironmentRead {
-                    state: Self::parse(&tables, &rows[..tables.len()]),
-                    snapshot,
+                    state: Self::parse(&tables, &rows[..tables.len().min(rows.len())]),
+                    snapshot: if schema { listed } else { Snapshot::default() },
                     lock: if read_lock {
                         crate::core::lock::parse(&rows[tables.len()])
                     } else {

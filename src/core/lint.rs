@@ -35,6 +35,9 @@ pub struct Finding {
     /// The reason given in a `-- d1ctl:allow CODE reason` comment of the migration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waived: Option<String>,
+    /// MF103's `(table, column)`, which the target's row counts settle.
+    #[serde(skip)]
+    pub column: Option<(String, String)>,
 }
 
 impl Finding {
@@ -135,12 +138,7 @@ pub type RowCounts = BTreeMap<String, i64>;
 
 /// Lints `targets` (a subset of `all`, in folder order); each is applied to a shadow of the
 /// migrations of `all` that come before it.
-pub fn lint(
-    all: &[Migration],
-    targets: &[&str],
-    ignore: &[&str],
-    rows: Option<&RowCounts>,
-) -> Vec<Finding> {
+pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let Ok(mut shadow) = Connection::open_in_memory() else {
         return findings;
@@ -177,7 +175,7 @@ pub fn lint(
             )),
             (Ok(_), Some(before)) => {
                 if let Some(after) = read_schema(&shadow, ignore) {
-                    found.extend(effect_findings(migration, &before, &after, rows));
+                    found.extend(effect_findings(migration, &before, &after));
                 }
             }
             (Ok(_), None) => {}
@@ -222,6 +220,7 @@ fn finding(
         message,
         fix,
         waived: None,
+        column: None,
     }
 }
 
@@ -325,12 +324,7 @@ fn statement_findings(migration: &Migration) -> Vec<Finding> {
 }
 
 /// What applying the migration to the shadow changed.
-fn effect_findings(
-    migration: &Migration,
-    before: &Schema,
-    after: &Schema,
-    rows: Option<&RowCounts>,
-) -> Vec<Finding> {
+fn effect_findings(migration: &Migration, before: &Schema, after: &Schema) -> Vec<Finding> {
     let mut found = Vec::new();
     let mut table_renames: Vec<(String, String)> = Vec::new();
     let mut column_renames: Vec<(String, String, String)> = Vec::new();
@@ -461,51 +455,68 @@ fn effect_findings(
                 format!("{}: values are copied through a rebuild and may be converted", change.summary),
                 "check the existing values convert as intended".to_owned(),
             )),
-            ("column", "added") => found.extend(not_null_finding(migration, &change, before, rows)),
+            ("column", "added") => found.extend(not_null_finding(migration, &change, before)),
             _ => {}
         }
     }
     found
 }
 
-/// MF103: a NOT NULL column without a default added to a table that already existed.
-fn not_null_finding(
-    migration: &Migration,
-    change: &Change,
-    before: &Schema,
-    rows: Option<&RowCounts>,
-) -> Option<Finding> {
+/// MF103: a NOT NULL column without a default added to a table that already existed. A warning
+/// until the target's row count says whether the table has rows ([`with_row_counts`]).
+fn not_null_finding(migration: &Migration, change: &Change, before: &Schema) -> Option<Finding> {
     let (table, column) = change.name.split_once('.')?;
     before.tables.get(table)?;
     if !change.summary.contains("NOT NULL") || change.summary.contains("DEFAULT") {
         return None;
     }
-    let count = rows.and_then(|rows| rows.get(table)).copied();
-    let (severity, message) = match count {
-        Some(0) => return None,
-        Some(n) => (
-            Severity::Error,
-            format!(
-                "`{table}.{column}` is NOT NULL without a default and `{table}` has {n} rows on the target: the migration fails there"
-            ),
-        ),
-        None => (
-            Severity::Warning,
-            format!(
-                "`{table}.{column}` is NOT NULL without a default: the migration fails on an env where `{table}` has rows (lint with `--to ENV` to check)"
-            ),
-        ),
-    };
     Some(Finding {
-        severity,
+        severity: Severity::Warning,
+        column: Some((table.to_owned(), column.to_owned())),
         ..finding(
             "MF103",
             migration,
             None,
-            message,
+            format!(
+                "`{table}.{column}` is NOT NULL without a default: the migration fails on an env where `{table}` has rows (lint with `--to ENV` to check)"
+            ),
             "give the column a DEFAULT, or add it nullable, backfill, then tighten it".to_owned(),
         )
     })
+}
+
+/// The tables whose row counts settle the MF103 findings among `findings`.
+pub fn tables_needing_row_counts(findings: &[Finding]) -> Vec<String> {
+    let mut tables: Vec<String> = findings
+        .iter()
+        .filter_map(|f| f.column.as_ref().map(|(table, _)| table.clone()))
+        .collect();
+    tables.dedup();
+    tables
+}
+
+/// Settles MF103 with the target's row counts: an empty table drops the finding, a table with
+/// rows makes it an error.
+pub fn with_row_counts(findings: Vec<Finding>, rows: &RowCounts) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .filter_map(|mut finding| {
+            let Some((table, column)) = finding.column.clone() else {
+                return Some(finding);
+            };
+            match rows.get(&table) {
+                Some(0) => None,
+                Some(n) => {
+                    finding.severity = Severity::Error;
+                    finding.message = format!(
+                        "`{table}.{column}` is NOT NULL without a default and `{table}` has {n} rows on the target: the migration fails there"
+                    );
+                    Some(finding)
+                }
+                None => Some(finding),
+            }
+        })
+        .collect()
 }
 
 /// `-- d1ctl:allow CODE reason` anywhere in the migration waives that code there.
@@ -537,26 +548,6 @@ fn apply_waivers(migration: &Migration, findings: &mut [Finding]) {
     }
 }
 
-/// The tables whose row counts matter for MF103: those that exist before and gain a NOT NULL
-/// column in one of `targets`.
-pub fn tables_needing_row_counts(
-    all: &[Migration],
-    targets: &[&str],
-    ignore: &[&str],
-) -> Vec<String> {
-    lint(all, targets, ignore, None)
-        .into_iter()
-        .filter(|f| f.code == "MF103")
-        .filter_map(|f| {
-            f.message
-                .split('`')
-                .nth(1)
-                .and_then(|c| c.split_once('.'))
-                .map(|(t, _)| t.to_owned())
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,7 +564,7 @@ mod tests {
 
     fn codes(files: &[(&str, &str)], target: &str) -> Vec<(&'static str, bool)> {
         let (_dir, migrations) = folder(files);
-        lint(&migrations, &[target], &[], None)
+        lint(&migrations, &[target], &[])
             .into_iter()
             .map(|f| (f.code, f.waived.is_some()))
             .collect()
@@ -730,7 +721,7 @@ mod tests {
         let base = "CREATE TABLE t (a TEXT);\n";
         let add = "CREATE TABLE t_new (a TEXT, b TEXT NOT NULL);\nINSERT INTO t_new SELECT a, '' FROM t;\nDROP TABLE t;\nALTER TABLE t_new RENAME TO t;\n";
         let (_dir, migrations) = folder(&[("0001_a.sql", base), ("0002_b.sql", add)]);
-        let without = lint(&migrations, &["0002_b.sql"], &[], None);
+        let without = lint(&migrations, &["0002_b.sql"], &[]);
         assert_eq!(
             without
                 .iter()
@@ -739,9 +730,9 @@ mod tests {
             [("MF103", Severity::Warning)]
         );
         let empty: RowCounts = [("t".to_owned(), 0)].into();
-        assert!(lint(&migrations, &["0002_b.sql"], &[], Some(&empty)).is_empty());
+        assert!(with_row_counts(without.clone(), &empty).is_empty());
         let full: RowCounts = [("t".to_owned(), 12)].into();
-        let found = lint(&migrations, &["0002_b.sql"], &[], Some(&full));
+        let found = with_row_counts(without, &full);
         assert!(
             found[0].blocks() && found[0].message.contains("has 12 rows"),
             "{found:?}"
@@ -779,7 +770,7 @@ mod tests {
         let drop =
             "-- d1ctl:allow DS102 the legacy table was emptied in release 41\nDROP TABLE legacy;\n";
         let (_dir, migrations) = folder(&[("0001_a.sql", base), ("0002_b.sql", drop)]);
-        let found = lint(&migrations, &["0002_b.sql"], &[], None);
+        let found = lint(&migrations, &["0002_b.sql"], &[]);
         assert_eq!(found.len(), 1);
         assert_eq!(
             found[0].waived.as_deref(),

@@ -131,7 +131,7 @@ pub fn plan(
         drift_gate("source drift", set, source, ignore),
     ];
     let names: Vec<&str> = pending_migrations.iter().map(|m| m.name.as_str()).collect();
-    let findings = lint::lint(&set.migrations, &names, ignore, None);
+    let findings = lint::lint(&set.migrations, &names, ignore);
     // Lint covers transactions and sizes; a migration without statements is apply's check.
     let problems: Vec<apply::Problem> = apply::check_pending(&pending_migrations, target_kind)
         .into_iter()

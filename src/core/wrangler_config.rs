@@ -206,6 +206,15 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// One byte inside a JSON string: where scanning goes on and whether the string goes on.
+fn step_in_string(byte: u8, index: usize) -> (usize, bool) {
+    match byte {
+        b'\\' => (index + 2, true),
+        b'"' => (index + 1, false),
+        _ => (index + 1, true),
+    }
+}
+
 /// JSON with comments (`//`, `/* */`) and trailing commas turned into plain JSON. Comments and
 /// trailing commas become spaces, line breaks are kept, so every line and column of the result
 /// is the one of the input. Text inside strings is never touched.
@@ -220,14 +229,7 @@ pub fn strip_jsonc(text: &str) -> String {
     while index < length {
         let byte = input[index];
         if in_string {
-            match byte {
-                b'\\' => index += 2,
-                b'"' => {
-                    in_string = false;
-                    index += 1;
-                }
-                _ => index += 1,
-            }
+            (index, in_string) = step_in_string(byte, index);
             continue;
         }
         match (byte, input.get(index + 1)) {
@@ -269,14 +271,7 @@ pub fn strip_jsonc(text: &str) -> String {
     while index < length {
         let byte = out[index];
         if in_string {
-            match byte {
-                b'\\' => index += 2,
-                b'"' => {
-                    in_string = false;
-                    index += 1;
-                }
-                _ => index += 1,
-            }
+            (index, in_string) = step_in_string(byte, index);
             continue;
         }
         if byte == b'"' {
