@@ -10,6 +10,7 @@ pub mod lock;
 pub mod migrations;
 pub mod promote;
 pub mod registry;
+pub mod rows;
 pub mod schema;
 pub mod sql;
 pub mod wrangler_config;
