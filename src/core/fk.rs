@@ -111,7 +111,10 @@ pub fn deletion_effects(schema: &Schema, deleted: &[String]) -> Vec<Effect> {
     let mut queue: VecDeque<(String, usize)> = emptied.iter().map(|t| (t.clone(), 0)).collect();
     while let Some((parent, depth)) = queue.pop_front() {
         for mut effect in children(schema, &parent) {
-            if deleted.iter().any(|d| d.eq_ignore_ascii_case(&effect.table)) {
+            if deleted
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&effect.table))
+            {
                 continue;
             }
             effect.depth = depth + 1;

@@ -127,7 +127,8 @@ pub fn run_batch(
     Ok(results)
 }
 
-fn run_statement(connection: &Connection, statement: &Statement) -> rusqlite::Result<Rows> {
+/// Runs one statement with its parameters and collects its rows.
+pub fn run_statement(connection: &Connection, statement: &Statement) -> rusqlite::Result<Rows> {
     let mut prepared = connection.prepare(&statement.sql)?;
     let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
     for (position, value) in statement.params.iter().enumerate() {
@@ -159,7 +160,7 @@ fn run_statement(connection: &Connection, statement: &Statement) -> rusqlite::Re
 }
 
 /// SQLite's own message, without rusqlite's wrapping.
-fn sqlite_message(error: &rusqlite::Error) -> String {
+pub fn sqlite_message(error: &rusqlite::Error) -> String {
     match error {
         rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
         other => other.to_string(),

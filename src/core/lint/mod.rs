@@ -1,9 +1,15 @@
 //! D1-aware lint of migrations.
 //!
-//! Two kinds of evidence: each statement's words (PRAGMAs, transactions, ATTACH, `_cf_` names,
-//! size), and the effect of the whole migration on an in-memory shadow of the schema before it,
-//! diffed with the drift engine, so drizzle's rebuild that keeps every column is not called a
-//! drop, and a real column loss is, whatever the SQL looked like.
+//! Three kinds of evidence: each statement's words (PRAGMAs, transactions, ATTACH, `_cf_`
+//! names, size); what each `DROP` reaches through foreign keys at the point it runs
+//! ([`cascade`]); and the effect of the whole migration on an in-memory shadow of the schema
+//! before it, diffed with the drift engine, so drizzle's rebuild that keeps every column is not
+//! called a drop, and a real column loss is, whatever the SQL looked like.
+
+mod cascade;
+mod effects;
+mod statements;
+pub mod waiver;
 
 use std::collections::BTreeMap;
 
@@ -13,7 +19,10 @@ use serde::Serialize;
 use crate::backend::Statement;
 use crate::core::migrations::Migration;
 use crate::core::schema::{self, Change, Schema, Snapshot};
-use crate::core::sql::{self, D1_MAX_STATEMENT_BYTES};
+use crate::core::sql;
+use cascade::CascadeWatch;
+use effects::effect_findings;
+use statements::statement_findings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,6 +47,9 @@ pub struct Finding {
     /// MF103's `(table, column)`, which the target's row counts settle.
     #[serde(skip)]
     pub column: Option<(String, String)>,
+    /// The table a row-loss finding is about; only a waiver naming it covers it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 impl Finding {
@@ -67,7 +79,7 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     (
         "D1001",
         Severity::Error,
-        "rebuild of a table referenced with ON DELETE CASCADE / SET NULL",
+        "a DROP whose ON DELETE CASCADE / SET NULL / SET DEFAULT children lose rows or values",
     ),
     (
         "D1002",
@@ -97,6 +109,16 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     ),
     ("D1008", Severity::Error, "a PRAGMA D1 refuses"),
     (
+        "D1009",
+        Severity::Error,
+        "a DROP that fails once children without an ON DELETE action hold rows",
+    ),
+    (
+        "D1010",
+        Severity::Error,
+        "a DROP that fails once ON DELETE RESTRICT children hold rows",
+    ),
+    (
         "LT001",
         Severity::Error,
         "the migration fails on the schema before it",
@@ -111,7 +133,7 @@ fn severity_of(code: &str) -> Severity {
 }
 
 /// PRAGMAs D1 allows (workerd's allow-list).
-const ALLOWED_PRAGMAS: &[&str] = &[
+pub(crate) const ALLOWED_PRAGMAS: &[&str] = &[
     "data_version",
     "page_size",
     "case_sensitive_like",
@@ -153,32 +175,32 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
         } else {
             None
         };
-        // Transaction control is D1004's to report; the shadow runs the rest in its own unit.
-        let statements: Vec<Statement> = migration
-            .statements
-            .iter()
-            .filter(|s| !sql::is_transaction_control(&s.sql))
-            .map(|s| Statement::new(s.sql.clone()))
-            .collect();
-        let applied = crate::local::run_batch(&mut shadow, &statements);
+        let mut watch = linted.then(CascadeWatch::default);
+        let applied = run_watched(&mut shadow, migration, watch.as_mut(), ignore);
         if !linted {
             continue;
         }
         let mut found = statement_findings(migration);
         match (&applied, before) {
-            (Err(error), _) => found.push(finding(
+            (Err(failure), _) => found.push(finding(
                 "LT001",
                 migration,
-                None,
-                format!("fails when applied to the schema before it: {error}"),
+                failure.line,
+                format!(
+                    "fails when applied to the schema before it: {}",
+                    failure.message
+                ),
                 "fix the SQL; `d1ctl apply` on a local env shows the failing statement".to_owned(),
             )),
-            (Ok(_), Some(before)) => {
+            (Ok(()), Some(before)) => {
                 if let Some(after) = read_schema(&shadow, ignore) {
+                    if let Some(watch) = watch {
+                        found.extend(watch.findings(migration, &after));
+                    }
                     found.extend(effect_findings(migration, &before, &after));
                 }
             }
-            (Ok(_), None) => {}
+            (Ok(()), None) => {}
         }
         apply_waivers(migration, &mut found);
         findings.extend(found);
@@ -186,7 +208,48 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
     findings
 }
 
-fn read_schema(connection: &Connection, ignore: &[&str]) -> Option<Schema> {
+/// Why a migration failed on a shadow.
+#[derive(Debug, Clone)]
+pub(crate) struct ShadowFailure {
+    /// 0-based statement index in the migration.
+    pub index: Option<usize>,
+    pub line: Option<usize>,
+    pub message: String,
+    pub error: Option<rusqlite::ErrorCode>,
+}
+
+/// Runs `migration` on `shadow` as one unit, a statement at a time so that `watch` sees the
+/// schema as it is before each statement; on failure nothing of it stays.
+fn run_watched(
+    shadow: &mut Connection,
+    migration: &Migration,
+    mut watch: Option<&mut CascadeWatch>,
+    ignore: &[&str],
+) -> Result<(), ShadowFailure> {
+    let failure = |index: Option<usize>, error: &rusqlite::Error| ShadowFailure {
+        index,
+        line: index
+            .and_then(|i| migration.statements.get(i))
+            .map(|s| s.line),
+        message: crate::local::sqlite_message(error),
+        error: error.sqlite_error_code(),
+    };
+    let transaction = shadow.transaction().map_err(|e| failure(None, &e))?;
+    for (index, statement) in migration.statements.iter().enumerate() {
+        // Transaction control is D1004's to report; the shadow runs the rest in its own unit.
+        if sql::is_transaction_control(&statement.sql) {
+            continue;
+        }
+        if let Some(watch) = watch.as_deref_mut() {
+            watch.before(&transaction, index, statement, ignore);
+        }
+        crate::local::run_statement(&transaction, &Statement::new(statement.sql.clone()))
+            .map_err(|e| failure(Some(index), &e))?;
+    }
+    transaction.commit().map_err(|e| failure(None, &e))
+}
+
+pub(crate) fn read_schema(connection: &Connection, ignore: &[&str]) -> Option<Schema> {
     let mut statement = connection
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")
         .ok()?;
@@ -221,245 +284,8 @@ fn finding(
         fix,
         waived: None,
         column: None,
+        table: None,
     }
-}
-
-/// What each statement's words say.
-fn statement_findings(migration: &Migration) -> Vec<Finding> {
-    let mut found = Vec::new();
-    let mut defer_open: Option<usize> = None;
-    for statement in &migration.statements {
-        let words = schema::words(&statement.sql);
-        let line = Some(statement.line);
-        let first = words.first().map_or("", String::as_str);
-        if sql::is_transaction_control(&statement.sql) {
-            found.push(finding(
-                "D1004",
-                migration,
-                line,
-                format!("`{}` controls a transaction: D1 refuses it remotely, wrangler strips it locally", first.to_uppercase()),
-                "remove it: every migration already runs as one atomic unit".to_owned(),
-            ));
-        }
-        if matches!(first, "attach" | "detach") {
-            found.push(finding(
-                "D1005",
-                migration,
-                line,
-                format!("`{}` is not available on D1", first.to_uppercase()),
-                "keep each migration within its own database".to_owned(),
-            ));
-        }
-        if statement.sql.len() > D1_MAX_STATEMENT_BYTES {
-            found.push(finding(
-                "D1006",
-                migration,
-                line,
-                format!("the statement is {} bytes; D1 refuses statements over {D1_MAX_STATEMENT_BYTES} bytes (SQLITE_TOOBIG)", statement.sql.len()),
-                "split it, e.g. one INSERT per few hundred rows".to_owned(),
-            ));
-        }
-        if let Some(name) = words
-            .iter()
-            .find(|w| w.trim_matches('"').starts_with("_cf_"))
-        {
-            found.push(finding(
-                "D1007",
-                migration,
-                line,
-                format!("`{name}` starts with `_cf_`, which D1 reserves (SQLITE_AUTH)"),
-                "rename the object".to_owned(),
-            ));
-        }
-        if first == "pragma" {
-            let name = words.get(1).map_or("", String::as_str);
-            let value = words
-                .iter()
-                .skip(2)
-                .find(|w| !matches!(w.as_str(), "=" | "(" | ")"))
-                .map(String::as_str);
-            match name {
-                "foreign_keys" => found.push(finding(
-                    "D1002",
-                    migration,
-                    line,
-                    "`PRAGMA foreign_keys` has no effect on D1: foreign keys are always enforced inside a migration".to_owned(),
-                    "remove it; if it guards a table rebuild, see D1001 (use `PRAGMA defer_foreign_keys = on` … `off`)".to_owned(),
-                )),
-                "defer_foreign_keys" => {
-                    let on = value.is_some_and(|v| matches!(v.trim_matches('\''), "on" | "true" | "yes" | "1"));
-                    if on {
-                        defer_open = Some(statement.line);
-                    } else if defer_open.take().is_none() {
-                        found.push(finding(
-                            "D1003",
-                            migration,
-                            line,
-                            "`PRAGMA defer_foreign_keys = off` without an earlier `= on`".to_owned(),
-                            "pair it: `on` as the first statement, `off` as the last".to_owned(),
-                        ));
-                    }
-                }
-                other if !ALLOWED_PRAGMAS.contains(&other) => found.push(finding(
-                    "D1008",
-                    migration,
-                    line,
-                    format!("`PRAGMA {other}` is refused by D1 (not authorized: SQLITE_AUTH)"),
-                    "remove it; D1 allows only the PRAGMAs of its allow-list".to_owned(),
-                )),
-                _ => {}
-            }
-        }
-    }
-    if let Some(line) = defer_open {
-        found.push(finding(
-            "D1003",
-            migration,
-            Some(line),
-            "`PRAGMA defer_foreign_keys = on` is never switched `off` in this migration".to_owned(),
-            "end the migration with `PRAGMA defer_foreign_keys = off;`".to_owned(),
-        ));
-    }
-    found
-}
-
-/// What applying the migration to the shadow changed.
-fn effect_findings(migration: &Migration, before: &Schema, after: &Schema) -> Vec<Finding> {
-    let mut found = Vec::new();
-    let mut table_renames: Vec<(String, String)> = Vec::new();
-    let mut column_renames: Vec<(String, String, String)> = Vec::new();
-    let mut dropped_tables: Vec<(String, usize)> = Vec::new();
-    let mut deferred = false;
-    for statement in &migration.statements {
-        let words = schema::words(&statement.sql);
-        let w = |i: usize| words.get(i).map_or("", String::as_str);
-        if w(0) == "pragma" && w(1) == "defer_foreign_keys" {
-            deferred = true;
-        }
-        if w(0) == "drop" && w(1) == "table" {
-            let name = if w(2) == "if" { w(4) } else { w(2) };
-            dropped_tables.push((name.to_owned(), statement.line));
-        }
-        if w(0) == "alter" && w(1) == "table" {
-            let table = w(2).to_owned();
-            if w(3) == "rename" && w(4) == "to" {
-                table_renames.push((table, w(5).to_owned()));
-            } else if w(3) == "rename" {
-                let (from, to) = if w(4) == "column" {
-                    (w(5), w(7))
-                } else {
-                    (w(4), w(6))
-                };
-                column_renames.push((table, from.to_owned(), to.to_owned()));
-            }
-        }
-    }
-    let renamed_away = |table: &str| {
-        table_renames.iter().any(|(from, to)| {
-            from == table && !after.tables.contains_key(from) && after.tables.contains_key(to)
-        })
-    };
-
-    // D1001: a table dropped and present again afterwards was rebuilt; its referencing
-    // children lose rows on D1, where foreign keys stay on.
-    for (table, line) in &dropped_tables {
-        if !after.tables.contains_key(table) {
-            continue;
-        }
-        let children: Vec<String> = before
-            .tables
-            .values()
-            // The table's own rows are copied before the drop: only other tables lose rows.
-            .filter(|child| child.name != *table)
-            .flat_map(|child| {
-                child
-                    .foreign_keys
-                    .iter()
-                    .filter(|key| {
-                        key.references == *table
-                            && matches!(key.on_delete.as_str(), "CASCADE" | "SET NULL")
-                    })
-                    .map(|key| format!("`{}` (ON DELETE {})", child.name, key.on_delete))
-            })
-            .collect();
-        if !children.is_empty() && !deferred {
-            found.push(finding(
-                "D1001",
-                migration,
-                Some(*line),
-                format!(
-                    "rebuilding `{table}` drops it while {} {} it: on D1 foreign keys stay on (`PRAGMA foreign_keys=OFF` is ignored), so the DROP deletes or nulls their rows",
-                    children.join(", "),
-                    if children.len() == 1 { "references" } else { "reference" }
-                ),
-                format!(
-                    "start the migration with `PRAGMA defer_foreign_keys = on;` and end it with `PRAGMA defer_foreign_keys = off;`, or rebuild the child tables first so nothing references `{table}` while it is dropped"
-                ),
-            ));
-        }
-    }
-
-    for change in schema::diff(before, after) {
-        match (change.object, change.change) {
-            ("table", "removed") => {
-                if renamed_away(&change.name) {
-                    let to = table_renames.iter().find(|(from, _)| *from == change.name).map_or("", |(_, to)| to.as_str());
-                    found.push(finding(
-                        "BC101",
-                        migration,
-                        None,
-                        format!("table `{}` renamed to `{to}`: code that still uses the old name breaks", change.name),
-                        "deploy code that reads both names first, or keep a view with the old name".to_owned(),
-                    ));
-                } else {
-                    found.push(finding(
-                        "DS102",
-                        migration,
-                        dropped_tables.iter().find(|(t, _)| *t == change.name).map(|(_, l)| *l),
-                        format!("table `{}` is dropped with all its rows", change.name),
-                        "make sure nothing reads it and its data is not needed (export it first), then waive: `-- d1ctl:allow DS102 <why>`".to_owned(),
-                    ));
-                }
-            }
-            ("column", "removed") => {
-                let (table, column) = change.name.split_once('.').unwrap_or((&change.name, ""));
-                if let Some((_, _, to)) = column_renames.iter().find(|(t, from, _)| t == table && from == column) {
-                    found.push(finding(
-                        "BC102",
-                        migration,
-                        None,
-                        format!("column `{table}.{column}` renamed to `{to}`: code that still uses the old name breaks"),
-                        "deploy code that reads both names first (2-phase rename)".to_owned(),
-                    ));
-                } else if !renamed_away(table) {
-                    found.push(finding(
-                        "DS103",
-                        migration,
-                        None,
-                        format!("column `{table}.{column}` is dropped with its data"),
-                        "stop reading and writing it first, then drop it in a later release; waive with `-- d1ctl:allow DS103 <why>`".to_owned(),
-                    ));
-                }
-            }
-            ("index", "removed") => found.push(finding(
-                "DS104",
-                migration,
-                None,
-                format!("index `{}` is dropped: queries that used it may slow down", change.name),
-                "check the queries on that table, or create the replacement index in the same migration".to_owned(),
-            )),
-            ("column", "changed") if change.summary.contains(" type ") => found.push(finding(
-                "MF105",
-                migration,
-                None,
-                format!("{}: values are copied through a rebuild and may be converted", change.summary),
-                "check the existing values convert as intended".to_owned(),
-            )),
-            ("column", "added") => found.extend(not_null_finding(migration, &change, before)),
-            _ => {}
-        }
-    }
-    found
 }
 
 /// MF103: a NOT NULL column without a default added to a table that already existed. A warning
@@ -519,30 +345,20 @@ pub fn with_row_counts(findings: Vec<Finding>, rows: &RowCounts) -> Vec<Finding>
         .collect()
 }
 
-/// `-- d1ctl:allow CODE reason` anywhere in the migration waives that code there.
+/// `-- d1ctl:allow CODE reason` anywhere in the migration waives that code there;
+/// `CODE(table)` waives it for that table only, and is the only waiver of a row loss.
 fn apply_waivers(migration: &Migration, findings: &mut [Finding]) {
-    let Ok(text) = fs_err::read_to_string(&migration.path) else {
-        return;
-    };
-    let waivers: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|line| {
-            let rest = line
-                .trim()
-                .strip_prefix("--")?
-                .trim()
-                .strip_prefix("d1ctl:allow")?
-                .trim();
-            let (code, reason) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-            Some((code.to_uppercase(), reason.trim().to_owned()))
-        })
-        .collect();
+    let waivers = waiver::of(migration);
     for finding in findings {
-        if let Some((_, reason)) = waivers.iter().find(|(code, _)| code == finding.code) {
-            finding.waived = Some(if reason.is_empty() {
+        let covering = waivers.iter().find(|w| match &finding.table {
+            Some(table) => waiver::names_table(std::slice::from_ref(w), finding.code, table),
+            None => w.covers(finding.code, None),
+        });
+        if let Some(waiver) = covering {
+            finding.waived = Some(if waiver.reason.is_empty() {
                 "no reason given".to_owned()
             } else {
-                reason.clone()
+                waiver.reason.clone()
             });
         }
     }
@@ -570,39 +386,81 @@ mod tests {
             .collect()
     }
 
-    const PARENT_CHILD: &str = "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);\nCREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE);\n";
-    const REBUILD: &str = "PRAGMA foreign_keys=OFF;\nCREATE TABLE `__new_parent` (id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO `__new_parent` SELECT id, name FROM parent;\nDROP TABLE `parent`;\nALTER TABLE `__new_parent` RENAME TO `parent`;\nPRAGMA foreign_keys=ON;\n";
+    /// users ← posts (CASCADE) ← comments (CASCADE), likes (SET NULL), follows (NO ACTION),
+    /// audits (RESTRICT), as the promotion tests use it too.
+    fn family(children: &[&str]) -> String {
+        let mut sql =
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n".to_owned();
+        for child in children {
+            sql.push_str(match *child {
+                "posts" => "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE, title TEXT);\nCREATE TABLE comments (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL REFERENCES posts(id) ON DELETE CASCADE, body TEXT);\n",
+                "likes" => "CREATE TABLE likes (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id) ON DELETE SET NULL);\n",
+                "follows" => "CREATE TABLE follows (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));\n",
+                "audits" => "CREATE TABLE audits (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id) ON DELETE RESTRICT);\n",
+                other => panic!("{other}"),
+            });
+        }
+        sql
+    }
 
-    #[test]
-    fn a_rebuild_of_a_parent_without_referencing_children_is_fine() {
-        let alone = "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);\nCREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id));\n";
-        assert_eq!(
-            codes(
-                &[("0001_a.sql", alone), ("0002_b.sql", REBUILD)],
-                "0002_b.sql"
-            ),
-            [("D1002", false), ("D1002", false)]
-        );
+    const USERS_REBUILD: &str = "CREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT);\nINSERT INTO __new_users (id, email) SELECT id, email FROM users;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\n";
+
+    fn deferred(sql: &str) -> String {
+        format!("PRAGMA defer_foreign_keys = on;\n{sql}PRAGMA defer_foreign_keys = off;\n")
     }
 
     #[test]
-    fn the_deferred_rewrite_of_a_rebuild_passes() {
-        let deferred = REBUILD
-            .replace(
-                "PRAGMA foreign_keys=OFF;",
-                "PRAGMA defer_foreign_keys = on;",
-            )
-            .replace(
-                "PRAGMA foreign_keys=ON;",
-                "PRAGMA defer_foreign_keys = off;",
-            );
-        assert!(
-            codes(
-                &[("0001_a.sql", PARENT_CHILD), ("0002_b.sql", &deferred)],
-                "0002_b.sql"
-            )
-            .is_empty()
+    fn each_foreign_key_action_is_judged_on_its_own() {
+        let only = |found: Vec<(&'static str, bool)>| -> Vec<&'static str> {
+            found
+                .into_iter()
+                .map(|(c, _)| c)
+                .filter(|c| *c != "D1002")
+                .collect()
+        };
+        let cases: Vec<(&str, String, String, &[&str])> = vec![
+            ("naive rebuild, cascading children", family(&["posts"]), USERS_REBUILD.to_owned(), &["D1001"]),
+            ("deferred rebuild, cascading children", family(&["posts"]), deferred(USERS_REBUILD), &["D1001"]),
+            ("deferred rebuild, SET NULL child", family(&["likes"]), deferred(USERS_REBUILD), &["D1001"]),
+            ("undeferred rebuild, NO ACTION child", family(&["follows"]), USERS_REBUILD.to_owned(), &["D1009"]),
+            ("deferred rebuild, NO ACTION child", family(&["follows"]), deferred(USERS_REBUILD), &[]),
+            ("deferred rebuild, RESTRICT child", family(&["audits"]), deferred(USERS_REBUILD), &["D1010"]),
+            ("drizzle rebuild, cascading children", family(&["posts"]), REBUILD_USERS_DRIZZLE.to_owned(), &["D1001"]),
+            ("no children", family(&[]), USERS_REBUILD.to_owned(), &[]),
+            (
+                "family rebuild",
+                family(&["posts", "likes", "follows", "audits"]),
+                "CREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT);\nINSERT INTO __new_users (id, email) SELECT id, email FROM users;\nCREATE TABLE posts_next (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES __new_users(id) ON DELETE CASCADE, title TEXT);\nINSERT INTO posts_next SELECT * FROM posts;\nCREATE TABLE comments_next (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL REFERENCES posts_next(id) ON DELETE CASCADE, body TEXT);\nINSERT INTO comments_next SELECT * FROM comments;\nCREATE TABLE likes_next (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES __new_users(id) ON DELETE SET NULL);\nINSERT INTO likes_next SELECT * FROM likes;\nCREATE TABLE follows_next (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES __new_users(id));\nINSERT INTO follows_next SELECT * FROM follows;\nCREATE TABLE audits_next (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES __new_users(id) ON DELETE RESTRICT);\nINSERT INTO audits_next SELECT * FROM audits;\nDROP TABLE comments;\nDROP TABLE posts;\nDROP TABLE likes;\nDROP TABLE follows;\nDROP TABLE audits;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\nALTER TABLE posts_next RENAME TO posts;\nALTER TABLE comments_next RENAME TO comments;\nALTER TABLE likes_next RENAME TO likes;\nALTER TABLE follows_next RENAME TO follows;\nALTER TABLE audits_next RENAME TO audits;\n".to_owned(),
+                &[],
+            ),
+            ("a plain drop with a cascading child", family(&["posts"]), "DROP TABLE comments;\nDROP TABLE users;\n".to_owned(), &["D1001", "DS102", "DS102"]),
+        ];
+        for (case, base, migration, expected) in &cases {
+            let found = only(codes(
+                &[("0001_a.sql", base), ("0002_b.sql", migration)],
+                "0002_b.sql",
+            ));
+            assert_eq!(found, *expected, "{case}");
+        }
+    }
+
+    const REBUILD_USERS_DRIZZLE: &str = "PRAGMA foreign_keys=OFF;--> statement-breakpoint\nCREATE TABLE `__new_users` (`id` integer PRIMARY KEY, `email` text NOT NULL);\n--> statement-breakpoint\nINSERT INTO `__new_users`(\"id\", \"email\") SELECT \"id\", \"email\" FROM `users`;--> statement-breakpoint\nDROP TABLE `users`;--> statement-breakpoint\nALTER TABLE `__new_users` RENAME TO `users`;--> statement-breakpoint\nPRAGMA foreign_keys=ON;\n";
+
+    #[test]
+    fn a_cascade_finding_names_tables_columns_and_actions() {
+        let (_dir, migrations) = folder(&[
+            ("0001_a.sql", &family(&["posts", "likes"])),
+            ("0002_b.sql", &deferred(USERS_REBUILD)),
+        ]);
+        let found = lint(&migrations, &["0002_b.sql"], &[]);
+        let d1001 = found.iter().find(|f| f.code == "D1001").unwrap();
+        assert_eq!(d1001.line, Some(4));
+        assert_eq!(
+            d1001.message,
+            "rebuilding `users` drops it, and the DROP deletes every row of `posts` (`posts.user_id` ON DELETE CASCADE), `comments` (`comments.post_id` ON DELETE CASCADE, through `posts`) and nulls `likes.user_id` (`likes.user_id` ON DELETE SET NULL): on D1 foreign keys are always on and `PRAGMA defer_foreign_keys` / `foreign_keys = off` do not stop ON DELETE actions"
         );
+        assert!(d1001.fix.starts_with("rebuild the whole family instead: copy `likes`, `posts`, `comments` into `_next` tables"), "{}", d1001.fix);
+        assert!(d1001.fix.contains("d1ctl lint --fix"), "{}", d1001.fix);
     }
 
     #[test]
@@ -777,16 +635,5 @@ mod tests {
             Some("the legacy table was emptied in release 41")
         );
         assert!(!found[0].blocks());
-    }
-
-    #[test]
-    fn a_rebuild_of_a_parent_with_cascading_children_is_an_error() {
-        assert_eq!(
-            codes(
-                &[("0001_a.sql", PARENT_CHILD), ("0002_b.sql", REBUILD)],
-                "0002_b.sql"
-            ),
-            [("D1002", false), ("D1002", false), ("D1001", false)]
-        );
     }
 }
