@@ -1,5 +1,6 @@
 //! `d1ctl apply ENV`: apply every pending migration, each atomically with its ledger rows.
 
+use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::cli::ApplyArgs;
@@ -9,6 +10,7 @@ use crate::commands::{Context, ExitStatus, UserError, actor, display_path, plura
 use crate::core::apply::{self, Applied, Problem};
 use crate::core::ledger::{self, LedgerState, Ledgers, State};
 use crate::core::migrations::Migration;
+use crate::core::schema::Snapshot;
 
 #[derive(Serialize)]
 struct ApplyReport<'a> {
@@ -59,10 +61,14 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
     let (backend, identity) = context.open_target(&registry, env, true).await?;
 
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let state = if identity.known_empty {
-        LedgerState::default()
+    let (state, snapshot) = if identity.known_empty {
+        (LedgerState::default(), Snapshot::default())
     } else {
-        read_ledgers(&ledgers, backend.as_ref(), env).await?
+        let read = ledgers
+            .read_with_schema(backend.as_ref(), false)
+            .await
+            .with_context(|| format!("could not read the ledgers of env `{}`", env.name))?;
+        (read.state, read.snapshot)
     };
     let statuses = ledger::compare(&set, &state, set.layout);
 
@@ -190,6 +196,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         backend.as_ref(),
         &ledgers,
         &state,
+        &snapshot,
         &pending,
         &applied_by,
         &apply::Extras::default(),
@@ -212,21 +219,10 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         return Ok(ExitStatus::Success);
     };
 
-    let where_ = match (failure.statement, failure.line) {
-        (Some(statement), Some(line)) => format!(" at statement {statement} (line {line})"),
-        _ if failure.in_ledger => " while writing its ledger rows".to_owned(),
-        _ => String::new(),
-    };
     let file = set
         .get(&failure.migration)
         .map_or_else(|| failure.migration.clone(), |m| display_path(&m.path));
-    printer.error(
-        &format!(
-            "migration `{}` failed{where_}: {}",
-            failure.migration, failure.error
-        ),
-        None,
-    );
+    printer.error(&failure.headline(), None);
     if failure.verified_not_committed {
         printer.message(&format!(
             "the response was lost; `{}`'s ledger shows `{}` did not commit, so nothing of it ran",
@@ -246,7 +242,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         migration: failure.migration.clone(),
         statement: failure.statement,
         line: failure.line,
-        message: failure.error.to_string(),
+        message: failure.headline(),
         not_attempted: failure.not_attempted.clone(),
     });
     if printer.is_json() {

@@ -372,6 +372,7 @@ async fn promote_locked(
         backend,
         ledgers,
         state,
+        &target.snapshot,
         &pending,
         &actor(),
         &extras,
@@ -383,20 +384,13 @@ async fn promote_locked(
     if let Some(failure) = outcome.failure {
         report.outcome = "failed";
         let lease_lost = lock::is_lease_lost(&failure.error);
-        let where_ = match (failure.statement, failure.line) {
-            (Some(statement), Some(line)) => format!(" at statement {statement} (line {line})"),
-            _ => String::new(),
-        };
         let message = if lease_lost {
             format!(
                 "the lock on `{}` was lost before `{}` ran; it did not run",
                 env.name, failure.migration
             )
         } else {
-            format!(
-                "migration `{}` failed{where_}: {}",
-                failure.migration, failure.error
-            )
+            failure.headline()
         };
         printer.error(&message, None);
         let applied_now = ledgers

@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, BackendKind, Statement};
+use crate::core::guard::{self, Tripped};
 use crate::core::ledger::{LedgerPresence, LedgerState, Ledgers, MigrationStatus};
 use crate::core::migrations::{Migration, MigrationSet};
+use crate::core::schema::Snapshot;
 use crate::core::sql::{self, D1_MAX_STATEMENT_BYTES};
 
 /// Progress of an apply, implemented by the terminal layer.
@@ -100,6 +102,29 @@ pub struct ApplyFailure {
     pub not_attempted: Vec<String>,
     /// The response was lost and the ledger showed the migration did not commit.
     pub verified_not_committed: bool,
+    /// The row guard aborted the unit: what it would have lost.
+    pub row_guard: Option<Tripped>,
+}
+
+impl ApplyFailure {
+    /// One line saying what failed and where.
+    pub fn headline(&self) -> String {
+        if let Some(tripped) = &self.row_guard {
+            return format!(
+                "the row guard stopped `{}`: {tripped}, which the migration does not name; its unit was rolled back",
+                self.migration
+            );
+        }
+        let where_ = match (self.statement, self.line) {
+            (Some(statement), Some(line)) => format!(" at statement {statement} (line {line})"),
+            _ if self.in_ledger => " while writing its ledger rows".to_owned(),
+            _ => String::new(),
+        };
+        format!(
+            "migration `{}` failed{where_}: {}",
+            self.migration, self.error
+        )
+    }
 }
 
 #[derive(Debug, Default)]
@@ -122,11 +147,18 @@ pub struct Extras {
 }
 
 /// Applies `pending` in order, each in one batch with its ledger rows (or all in one batch);
-/// stops at the first failure.
+/// stops at the first failure. `snapshot` is the target's schema before, from which each
+/// unit's row guard is planned.
+///
+/// A unit is laid out so that no prefix of it, were a batch ever not atomic, records a
+/// migration without its effects: lease guard, rollback record, the guard's counts, the
+/// migrations' statements, the guard's comparisons, and the ledger rows last.
+#[expect(clippy::too_many_arguments, reason = "one apply, stated in full")]
 pub async fn apply(
     backend: &dyn Backend,
     ledgers: &Ledgers,
     state: &LedgerState,
+    snapshot: &Snapshot,
     pending: &[&Migration],
     applied_by: &str,
     extras: &Extras,
@@ -134,16 +166,17 @@ pub async fn apply(
 ) -> ApplyOutcome {
     let mut outcome = ApplyOutcome::default();
     reporter.on_start(pending.len());
-    let units: Vec<&[&Migration]> = if extras.all_in_one {
-        vec![pending]
+    let units: Vec<Vec<&Migration>> = if extras.all_in_one {
+        vec![pending.to_vec()]
     } else {
-        pending.chunks(1).collect()
+        pending.iter().map(|m| vec![*m]).collect()
     };
+    let guards = guard::plan(snapshot, &units, &ledgers.ignored_tables());
     // Ledger tables are created inside the first unit's batch, so a failure leaves no trace.
-    let mut first = ledgers.create_statements(state);
-    first.extend(extras.first_batch.iter().cloned());
+    let mut first_ledgers = ledgers.create_statements(state);
+    let mut first = extras.first_batch.clone();
     let mut done = 0;
-    for unit in units {
+    for (unit, unit_guard) in units.iter().zip(&guards) {
         let Some(head) = unit.first() else {
             continue;
         };
@@ -153,10 +186,10 @@ pub async fn apply(
         let started = Instant::now();
         let mut statements: Vec<Statement> = extras.every_batch.clone();
         statements.append(&mut first);
+        statements.extend(unit_guard.opening());
         // Where each migration's own statements sit in the batch.
         let mut ranges = Vec::with_capacity(unit.len());
         for migration in unit {
-            statements.extend(ledgers.record_statements(migration, state, applied_by, None));
             ranges.push((statements.len(), *migration));
             statements.extend(
                 migration
@@ -164,8 +197,14 @@ pub async fn apply(
                     .iter()
                     .map(|s| Statement::new(s.sql.clone())),
             );
+        }
+        statements.extend(unit_guard.closing());
+        statements.append(&mut first_ledgers);
+        for migration in unit {
+            statements.extend(ledgers.record_statements(migration, state, applied_by, None));
             statements.push(Ledgers::duration_statement(migration));
         }
+        statements.push(guard::UnitGuard::cleanup());
         let mut result = backend.batch(&statements).await.map(|_| ());
         let mut verified_not_committed = false;
         if let Err(BackendError::OutcomeUnknown { .. }) = &result {
@@ -206,6 +245,8 @@ pub async fn apply(
                             .then_some((*migration, i - start))
                     })
                 });
+                let row_guard = unit_guard.tripped(&error);
+                let located = located.filter(|_| row_guard.is_none());
                 let failed = located.map_or(*head, |(migration, _)| migration);
                 let failed_at = pending
                     .iter()
@@ -215,13 +256,14 @@ pub async fn apply(
                     migration: failed.name.clone(),
                     statement: located.map(|(_, i)| i + 1),
                     line: located.map(|(migration, i)| migration.statements[i].line),
-                    in_ledger: index.is_some() && located.is_none(),
+                    in_ledger: index.is_some() && located.is_none() && row_guard.is_none(),
                     error,
                     not_attempted: pending[failed_at + 1..]
                         .iter()
                         .map(|m| m.name.clone())
                         .collect(),
                     verified_not_committed,
+                    row_guard,
                 });
                 break;
             }

@@ -13,7 +13,8 @@ pub const D1CTL_TABLE: &str = "_d1ctl_migrations";
 /// drizzle's ledger (drizzle-orm's default `migrationsTable`).
 pub const DRIZZLE_TABLE: &str = "__drizzle_migrations";
 /// d1ctl's other bookkeeping tables, never part of the user's schema.
-pub const INTERNAL_TABLES: [&str; 3] = [
+pub const INTERNAL_TABLES: [&str; 4] = [
+    "_d1ctl_unit_state",
     "_d1ctl_lock",
     "_d1ctl_lease_guard",
     "_d1ctl_rollback_points",
@@ -379,12 +380,13 @@ impl Ledgers {
         statements
     }
 
-    /// Sets d1ctl's `duration_ms` from the row's own `applied_at`: the last statement of a
-    /// migration's batch, so the duration is measured by the database inside the same unit.
+    /// Sets d1ctl's `duration_ms` from the unit's start time (written first in the unit): the
+    /// last statement of a migration's batch, so the database measures it inside the same unit.
     pub fn duration_statement(migration: &Migration) -> Statement {
         Statement::with_params(
             format!(
-                "UPDATE {D1CTL_TABLE} SET duration_ms = CAST(round((julianday('now') - julianday(applied_at)) * 86400000) AS INTEGER) WHERE name = ?"
+                "UPDATE {D1CTL_TABLE} SET duration_ms = CAST(round((julianday('now') - coalesce((SELECT value FROM {} WHERE key = 'started'), julianday(applied_at))) * 86400000) AS INTEGER) WHERE name = ?",
+                crate::core::guard::UNIT_STATE_TABLE
             ),
             vec![Value::from(migration.name.as_str())],
         )

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod checklist;
 pub mod clock;
 pub mod fk;
+pub mod guard;
 pub mod ledger;
 pub mod lint;
 pub mod lock;

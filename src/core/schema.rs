@@ -97,6 +97,48 @@ pub fn replay(migrations: &[&Migration]) -> Result<Snapshot, SchemaError> {
     Ok(Snapshot::read(&connection)?)
 }
 
+/// An empty in-memory database with `snapshot`'s schema (D1's connection settings): where a
+/// write is rehearsed without rows, e.g. to learn which tables a unit leaves. Objects SQLite
+/// cannot recreate are left out.
+pub fn shadow(snapshot: &Snapshot) -> Result<Connection, SchemaError> {
+    let connection = Connection::open_in_memory()?;
+    crate::local::configure(&connection)?;
+    let objects: Vec<&RawObject> = snapshot
+        .objects
+        .iter()
+        .filter(|o| o.sql.is_some() && !is_internal(&o.name, &[]) && !is_internal(&o.table, &[]))
+        .collect();
+    let sql = |o: &RawObject| o.sql.clone().unwrap_or_default();
+    connection.execute_batch("BEGIN")?;
+    // Virtual tables first: they create their own shadow tables, which are then skipped.
+    for object in objects
+        .iter()
+        .filter(|o| o.kind == "table" && is_virtual_sql(&sql(o)))
+    {
+        let _ = connection.execute_batch(&sql(object));
+    }
+    let existing: std::collections::HashSet<String> =
+        table_names(&connection)?.into_iter().collect();
+    for object in objects.iter().filter(|o| {
+        o.kind == "table"
+            && !is_virtual_sql(&sql(o))
+            && !existing.contains(&o.name.to_ascii_lowercase())
+    }) {
+        let _ = connection.execute_batch(&sql(object));
+    }
+    for object in objects.iter().filter(|o| o.kind != "table") {
+        let _ = connection.execute_batch(&sql(object));
+    }
+    connection.execute_batch("COMMIT")?;
+    Ok(connection)
+}
+
+fn is_virtual_sql(sql: &str) -> bool {
+    sql.trim_start()
+        .get(..14)
+        .is_some_and(|head| head.eq_ignore_ascii_case("create virtual"))
+}
+
 /// The normalised schema: every user object, keyed by lower-cased name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Schema {

@@ -256,7 +256,7 @@ fn virtual_tables_are_refused_unless_only_ordinary_tables_are_named() {
         refused
             .stderr
             .contains("hint: `--table` naming only ordinary tables works, e.g. \
-                `d1ctl export local --table d1_migrations --table _d1ctl_migrations --table users --table posts`"),
+                `d1ctl export local --table users --table d1_migrations --table _d1ctl_migrations --table posts`"),
         "the hint lists the ordinary tables, not the FTS shadow ones: {}",
         refused.stderr
     );
@@ -452,7 +452,9 @@ fn a_virtual_table_on_d1_is_refused_before_any_export_starts() {
         refused.stderr
     );
     assert!(
-        refused.stderr.contains("--table users --table posts"),
+        refused.stderr.contains(
+            "--table users --table d1_migrations --table _d1ctl_migrations --table posts"
+        ),
         "{}",
         refused.stderr
     );

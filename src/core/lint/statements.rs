@@ -65,7 +65,7 @@ pub(super) fn statement_findings(migration: &Migration) -> Vec<Finding> {
                     migration,
                     line,
                     "`PRAGMA foreign_keys` has no effect on D1: foreign keys are always enforced inside a migration".to_owned(),
-                    "remove it; if it guards a table rebuild, see D1001 (use `PRAGMA defer_foreign_keys = on` … `off`)".to_owned(),
+                    "remove it; if it guards a table rebuild, see D1001: `PRAGMA defer_foreign_keys = on` … `off` keeps children without an ON DELETE action safe, never CASCADE or SET NULL ones".to_owned(),
                 )),
                 "defer_foreign_keys" => {
                     let on = value.is_some_and(|v| matches!(v.trim_matches('\''), "on" | "true" | "yes" | "1"));
