@@ -14,5 +14,6 @@ mod init;
 mod keyring;
 mod promote;
 mod release;
+mod rows;
 mod sim;
 mod wrangler;

@@ -211,11 +211,8 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
 /// Why a migration failed on a shadow.
 #[derive(Debug, Clone)]
 pub(crate) struct ShadowFailure {
-    /// 0-based statement index in the migration.
-    pub index: Option<usize>,
     pub line: Option<usize>,
     pub message: String,
-    pub error: Option<rusqlite::ErrorCode>,
 }
 
 /// Runs `migration` on `shadow` as one unit, a statement at a time so that `watch` sees the
@@ -227,12 +224,10 @@ fn run_watched(
     ignore: &[&str],
 ) -> Result<(), ShadowFailure> {
     let failure = |index: Option<usize>, error: &rusqlite::Error| ShadowFailure {
-        index,
         line: index
             .and_then(|i| migration.statements.get(i))
             .map(|s| s.line),
         message: crate::local::sqlite_message(error),
-        error: error.sqlite_error_code(),
     };
     let transaction = shadow.transaction().map_err(|e| failure(None, &e))?;
     for (index, statement) in migration.statements.iter().enumerate() {
@@ -425,6 +420,7 @@ mod tests {
             ("undeferred rebuild, NO ACTION child", family(&["follows"]), USERS_REBUILD.to_owned(), &["D1009"]),
             ("deferred rebuild, NO ACTION child", family(&["follows"]), deferred(USERS_REBUILD), &[]),
             ("deferred rebuild, RESTRICT child", family(&["audits"]), deferred(USERS_REBUILD), &["D1010"]),
+            ("undeferred rebuild, RESTRICT child", family(&["audits"]), USERS_REBUILD.to_owned(), &["D1010"]),
             ("drizzle rebuild, cascading children", family(&["posts"]), REBUILD_USERS_DRIZZLE.to_owned(), &["D1001"]),
             ("no children", family(&[]), USERS_REBUILD.to_owned(), &[]),
             (
