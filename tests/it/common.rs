@@ -245,14 +245,29 @@ pub(crate) fn schema_lines(connection: &Connection) -> Vec<String> {
 }
 
 /// `../shared/corpus`, beside the repository.
-pub(crate) fn corpus_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+pub(crate) fn corpus_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("D1CTL_CORPUS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"),
+        PathBuf::from,
+    );
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    // A fresh clone has no ../shared: the corpus is an extra run where present. CI sets
+    // D1CTL_REQUIRE_CORPUS=1, which turns the skip into a failure.
     assert!(
-        dir.is_dir(),
-        "the corpus is missing at {}: CI clones the repo with shared/ beside it",
+        std::env::var_os("D1CTL_REQUIRE_CORPUS").is_none_or(|v| v != "1"),
+        "D1CTL_REQUIRE_CORPUS=1 but the corpus is missing at {}",
         dir.display()
     );
-    dir
+    // Straight to the process's stderr, so the harness does not swallow it.
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: the real-world corpus is not at {} (set D1CTL_CORPUS_DIR to run it; D1CTL_REQUIRE_CORPUS=1 makes this a failure)",
+        dir.display()
+    );
+    None
 }
 
 /// Copies a folder recursively.

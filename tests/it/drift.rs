@@ -295,13 +295,16 @@ fn drift_of_two_d1_envs_takes_one_request_each() {
 /// replaying the files have no drift.
 #[test]
 fn corpus_built_by_d1ctl_and_by_sqlite3_have_no_drift() {
+    let Some(corpus) = corpus_dir() else {
+        return;
+    };
     for entry in [
         "cloudflare__wildebeest",
         "filbeam__worker",
         "beilunyang__moemail",
         "preset-io__agor",
     ] {
-        let root = corpus_dir().join(entry);
+        let root = corpus.join(entry);
         let source = fs_err::read_to_string(root.join("SOURCE.txt")).unwrap();
         let field = |key: &str| {
             source
