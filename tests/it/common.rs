@@ -261,11 +261,13 @@ pub(crate) fn corpus_dir() -> Option<PathBuf> {
         dir.display()
     );
     // Straight to the process's stderr, so the harness does not swallow it.
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: the real-world corpus is not at {} (set D1CTL_CORPUS_DIR to run it; D1CTL_REQUIRE_CORPUS=1 makes this a failure)",
-        dir.display()
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!(
+            std::io::stderr(),
+            "SKIPPED: the real-world corpus is not at {} (set D1CTL_CORPUS_DIR to run it; D1CTL_REQUIRE_CORPUS=1 makes this a failure)\n",
+            dir.display()
+        ),
     );
     None
 }
