@@ -264,7 +264,6 @@ pub(crate) fn corpus_dir() -> Option<PathBuf> {
     let _ = std::io::Write::write_fmt(
         &mut std::io::stderr(),
         format_args!(
-            std::io::stderr(),
             "SKIPPED: the real-world corpus is not at {} (set D1CTL_CORPUS_DIR to run it; D1CTL_REQUIRE_CORPUS=1 makes this a failure)\n",
             dir.display()
         ),
