@@ -393,31 +393,39 @@ async fn promote_locked(
             failure.headline()
         };
         printer.error(&message, None);
-        let applied_now = ledgers
-            .read(backend)
-            .await
-            .map(|state| {
-                ledger::compare(set, &state, set.layout)
+        // What the target holds is read back from it, never assumed.
+        let state_line = match ledgers.read(backend).await {
+            Ok(state) => {
+                let applied_now: Vec<String> = ledger::compare(set, &state, set.layout)
                     .into_iter()
                     .filter(ledger::MigrationStatus::is_applied)
                     .map(|s| s.name)
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        let state_line = format!(
-            "`{}` now has {} applied{}; `{}` did not commit{}",
-            env.name,
-            plural(applied_now.len(), "migration"),
-            applied_now
-                .last()
-                .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
-            failure.migration,
-            if failure.not_attempted.is_empty() {
-                String::new()
-            } else {
-                format!("; not attempted: {}", failure.not_attempted.join(", "))
+                    .collect();
+                format!(
+                    "`{}` now has {} applied{}; `{}` {}{}",
+                    env.name,
+                    plural(applied_now.len(), "migration"),
+                    applied_now
+                        .last()
+                        .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
+                    failure.migration,
+                    if applied_now.contains(&failure.migration) {
+                        "is recorded as applied (its unit committed)"
+                    } else {
+                        "did not commit"
+                    },
+                    if failure.not_attempted.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; not attempted: {}", failure.not_attempted.join(", "))
+                    }
+                )
             }
-        );
+            Err(error) => format!(
+                "could not re-read the ledgers of `{}` ({error}): its state is unknown; `d1ctl status {}` shows it",
+                env.name, env.name
+            ),
+        };
         printer.message(&state_line);
         printer.message(&format!(
             "\n{}: fix the migration and run `d1ctl promote --to {}` again to continue, or restore the state before this promotion with `{rollback_command}`",
