@@ -224,11 +224,13 @@ Examples:
 
 Rules: DS102 table dropped, DS103 column dropped, DS104 index dropped, BC101 table renamed,
 BC102 column renamed, MF103 NOT NULL column without default on a table with rows, MF105 type
-changed through a rebuild, D1001 rebuild of a table that others reference with ON DELETE
-CASCADE / SET NULL (rows lost on D1), D1002 PRAGMA foreign_keys (ignored by D1), D1003 unpaired
-PRAGMA defer_foreign_keys, D1004 BEGIN/COMMIT/SAVEPOINT, D1005 ATTACH, D1006 statement over
-100 KB, D1007 _cf_ names, D1008 PRAGMAs D1 refuses, LT001 migration fails.
-Waive a finding in the migration itself: `-- d1ctl:allow DS102 dropping the legacy table`.
+changed through a rebuild, D1001 a DROP whose ON DELETE CASCADE / SET NULL children lose rows
+(deferred or not, on D1), D1002 PRAGMA foreign_keys (ignored by D1), D1003 unpaired PRAGMA
+defer_foreign_keys, D1004 BEGIN/COMMIT/SAVEPOINT, D1005 ATTACH, D1006 statement over 100 KB,
+D1007 _cf_ names, D1008 PRAGMAs D1 refuses, D1009 a DROP that fails once children without an
+ON DELETE action hold rows, D1010 the same for RESTRICT children, LT001 migration fails.
+Waive a finding in the migration itself: `-- d1ctl:allow DS102 dropping the legacy table`;
+`-- d1ctl:allow DS105(posts) why` lets that one table lose rows.
 Exits 1 when an error is not waived.")]
     Lint(LintArgs),
 
