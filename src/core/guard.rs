@@ -165,6 +165,20 @@ fn counted(guarded: &Guarded) -> String {
         .join(", ")
 }
 
+/// The table a statement names as changing its rows (its words, as [`schema::words`] gives
+/// them): `DELETE FROM t`, `UPDATE t`, `REPLACE INTO t`, `INSERT OR REPLACE INTO t`.
+pub fn named_by(words: &[String]) -> Option<String> {
+    let w = |i: usize| words.get(i).map_or("", String::as_str);
+    match (w(0), w(1)) {
+        ("delete", "from") => Some(w(2).to_owned()),
+        ("update", "or") => Some(w(3).to_owned()),
+        ("update", table) if !table.is_empty() => Some(table.to_owned()),
+        ("replace", "into") => Some(w(2).to_owned()),
+        ("insert", "or") if w(2) == "replace" => Some(w(4).to_owned()),
+        _ => None,
+    }
+}
+
 /// Plans the guard of each unit (one or more migrations applied atomically), in order, by
 /// running the units on an empty copy of the target's schema.
 pub fn plan(snapshot: &Snapshot, units: &[Vec<&Migration>], ignore: &[&str]) -> Vec<UnitGuard> {
@@ -198,24 +212,10 @@ fn plan_unit(shadow: &mut Connection, unit: &[&Migration], ignore: &[&str]) -> U
         for statement in &migration.statements {
             let words = schema::words(&statement.sql);
             let w = |i: usize| words.get(i).map_or("", String::as_str);
+            named.extend(named_by(&words));
             let deleted = match (w(0), w(1)) {
                 ("drop", "table") => Some(if w(2) == "if" { w(4) } else { w(2) }),
-                ("delete", "from") => {
-                    named.insert(w(2).to_owned());
-                    Some(w(2))
-                }
-                ("update", _) => {
-                    named.insert(if w(1) == "or" { w(3) } else { w(1) }.to_owned());
-                    None
-                }
-                ("replace", "into") | ("insert", "or") if words.contains(&"replace".to_owned()) => {
-                    let into = words
-                        .iter()
-                        .position(|w| w == "into")
-                        .map_or("", |i| w(i + 1));
-                    named.insert(into.to_owned());
-                    None
-                }
+                ("delete", "from") => Some(w(2)),
                 _ => None,
             };
             if let Some(table) = deleted
