@@ -221,6 +221,8 @@ Examples:
   d1ctl lint --to production                what production would get, with its row counts
   d1ctl lint migrations/0007_rebuild.sql
   d1ctl lint --format json
+  d1ctl lint --fix migrations/0007_rebuild.sql            rewrite the rebuild so it keeps every row
+  d1ctl lint --fix --dry-run migrations/0007_rebuild.sql  only show the diff
 
 Rules: DS102 table dropped, DS103 column dropped, DS104 index dropped, BC101 table renamed,
 BC102 column renamed, MF103 NOT NULL column without default on a table with rows, MF105 type
@@ -231,7 +233,15 @@ D1007 _cf_ names, D1008 PRAGMAs D1 refuses, D1009 a DROP that fails once childre
 ON DELETE action hold rows, D1010 the same for RESTRICT children, LT001 migration fails.
 Waive a finding in the migration itself: `-- d1ctl:allow DS102 dropping the legacy table`;
 `-- d1ctl:allow DS105(posts) why` lets that one table lose rows.
-Exits 1 when an error is not waived.")]
+Exits 1 when an error is not waived.
+
+`--fix` rewrites a rebuild of a table that other tables reference (D1001, D1009, D1010) into a
+rebuild of the whole family: every referencing table, transitively, is copied before the DROP
+and renamed after it, its indexes, triggers and the views over it recreated; nothing else of
+the file changes. Only a migration that no env has applied is rewritten: every env's ledgers are
+read first, and one applied there or unreachable refuses the fix (exit 2). It prints the diff,
+writes the file (not with `--dry-run`), then lints it again: exit 0 when that lint has no error
+(or there was nothing to fix and none), 1 when errors remain, 2 when it refuses.")]
     Lint(LintArgs),
 
     /// The release checklist of a promotion, in markdown for the release PR (or JSON).
@@ -524,6 +534,15 @@ pub(crate) struct LintArgs {
     /// Migration files to lint (default: all of the folder).
     #[arg(value_name = "FILES")]
     pub(crate) files: Vec<String>,
+
+    /// Rewrite FILES so their rebuilds keep every row on D1 (D1001), show the diff, lint again.
+    /// Refused for a migration that an env has applied, or when an env cannot be read.
+    #[arg(long, requires = "files", conflicts_with = "to")]
+    pub(crate) fix: bool,
+
+    /// With `--fix`: show the diff and the lint of the rewrite; write nothing.
+    #[arg(long, requires = "fix")]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,6 @@
 
 use anyhow::Context as _;
 use serde::Serialize;
-use similar::{ChangeTag, TextDiff};
 
 use crate::cli::DriftArgs;
 use crate::cli::printer::Style;
@@ -205,38 +204,11 @@ async fn read_side(
 
 /// The unified diff of both schemas' canonical DDL, coloured when stdout allows it.
 fn unified_diff(context: &Context, a: &Side, b: &Side) -> String {
-    let (left, right) = (a.schema.render(), b.schema.render());
-    let diff = TextDiff::from_lines(&left, &right);
-    let mut out = format!("--- A {}\n+++ B {}\n", a.label, b.label);
-    for group in diff.grouped_ops(3) {
-        let (first, last) = (&group[0], &group[group.len() - 1]);
-        out.push_str(&context.printer.paint_out(
-            Style::Cyan,
-            &format!(
-                "@@ -{},{} +{},{} @@",
-                first.old_range().start + 1,
-                last.old_range().end - first.old_range().start,
-                first.new_range().start + 1,
-                last.new_range().end - first.new_range().start
-            ),
-        ));
-        out.push('\n');
-        for op in &group {
-            for change in diff.iter_changes(op) {
-                let (sign, style) = match change.tag() {
-                    ChangeTag::Delete => ("-", Some(Style::Red)),
-                    ChangeTag::Insert => ("+", Some(Style::Green)),
-                    ChangeTag::Equal => (" ", None),
-                };
-                let line = format!("{sign}{}", change.value().trim_end_matches('\n'));
-                out.push_str(
-                    &style.map_or_else(|| line.clone(), |s| context.printer.paint_out(s, &line)),
-                );
-                out.push('\n');
-            }
-        }
-    }
-    out
+    crate::commands::unified_diff(
+        &context.printer,
+        (&format!("A {}", a.label), &a.schema.render()),
+        (&format!("B {}", b.label), &b.schema.render()),
+    )
 }
 
 /// An env (A) against the replay of the migrations its ledger says it ran (B).

@@ -338,6 +338,42 @@ pub(crate) fn plural(count: usize, noun: &str) -> String {
     }
 }
 
+/// A unified diff of two texts, each given with its header label (`--- label`, `+++ label`),
+/// three lines of context, coloured when stdout allows it.
+pub(crate) fn unified_diff(printer: &Printer, old: (&str, &str), new: (&str, &str)) -> String {
+    use similar::{ChangeTag, TextDiff};
+    let diff = TextDiff::from_lines(old.1, new.1);
+    let mut out = format!("--- {}\n+++ {}\n", old.0, new.0);
+    for group in diff.grouped_ops(3) {
+        let (first, last) = (&group[0], &group[group.len() - 1]);
+        out.push_str(&printer.paint_out(
+            Style::Cyan,
+            &format!(
+                "@@ -{},{} +{},{} @@",
+                first.old_range().start + 1,
+                last.old_range().end - first.old_range().start,
+                first.new_range().start + 1,
+                last.new_range().end - first.new_range().start
+            ),
+        ));
+        out.push('\n');
+        for op in &group {
+            for change in diff.iter_changes(op) {
+                let (sign, style) = match change.tag() {
+                    ChangeTag::Delete => ("-", Some(Style::Red)),
+                    ChangeTag::Insert => ("+", Some(Style::Green)),
+                    ChangeTag::Equal => (" ", None),
+                };
+                // A CRLF file's `\r` would only garble the terminal line.
+                let line = format!("{sign}{}", change.value().trim_end_matches(['\n', '\r']));
+                out.push_str(&style.map_or_else(|| line.clone(), |s| printer.paint_out(s, &line)));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// A path as the user would type it: relative to the current folder when under it.
 pub(crate) fn display_path(path: &Path) -> String {
     let path = path.strip_prefix("./").unwrap_or(path);

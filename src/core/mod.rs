@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod checklist;
 pub mod clock;
+pub mod fix;
 pub mod fk;
 pub mod guard;
 pub mod ledger;

@@ -79,7 +79,7 @@ fn push_statement(
 }
 
 /// Byte offset of the first character that is neither whitespace nor part of a comment.
-fn first_token_offset(fragment: &str) -> Option<usize> {
+pub fn first_token_offset(fragment: &str) -> Option<usize> {
     let bytes = fragment.as_bytes();
     let mut index = 0;
     while index < bytes.len() {

@@ -12,6 +12,7 @@ mod export;
 mod files;
 mod init;
 mod keyring;
+mod lint_fix;
 mod promote;
 mod release;
 mod rows;

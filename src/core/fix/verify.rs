@@ -1,0 +1,115 @@
+//! The check every rewrite passes before it is shown: on an empty copy of the schema before the
+//! migration, with foreign keys on as on D1, it runs, leaves no key dangling, and ends in the
+//! schema the migration as written ends in.
+
+use rusqlite::Connection;
+
+use super::FixError;
+use crate::backend::Statement;
+use crate::core::migrations::Layout;
+use crate::core::schema::{self, RawObject, Schema, SchemaError, Snapshot};
+use crate::core::sql;
+
+/// The statements of `text` as d1ctl applies them.
+pub(super) fn applied_statements(text: &str, layout: Layout) -> Vec<Statement> {
+    let normalized = sql::normalize_line_endings(text);
+    let statements = match layout {
+        Layout::Drizzle => sql::split_drizzle_statements(&normalized),
+        Layout::Wrangler => sql::split_statements(&normalized, 1),
+    };
+    statements
+        .into_iter()
+        .filter(|s| !sql::is_transaction_control(&s.sql))
+        .map(|s| Statement::new(s.sql))
+        .collect()
+}
+
+/// An in-memory database with `before`'s schema, foreign keys on as on D1.
+pub(super) fn shadow(before: &Snapshot) -> Result<Connection, FixError> {
+    let connection = Connection::open_in_memory()?;
+    crate::local::configure(&connection)?;
+    connection.execute_batch("BEGIN")?;
+    for object in &before.objects {
+        let Some(sql) = &object.sql else { continue };
+        let name = object.name.to_ascii_lowercase();
+        if name.starts_with("sqlite_") || name.starts_with("_cf_") {
+            continue;
+        }
+        // A virtual table created its shadow tables already.
+        let exists: bool = connection.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+            [&object.name],
+            |row| row.get(0),
+        )?;
+        if exists {
+            continue;
+        }
+        connection
+            .execute_batch(sql)
+            .map_err(|error| SchemaError::Rebuild {
+                name: object.name.clone(),
+                message: error.to_string(),
+            })?;
+    }
+    connection.execute_batch("COMMIT")?;
+    Ok(connection)
+}
+
+pub(super) fn snapshot_of(connection: &Connection) -> rusqlite::Result<Snapshot> {
+    let mut statement =
+        connection.prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")?;
+    let objects = statement
+        .query_map([], |row| {
+            Ok(RawObject {
+                kind: row.get(0)?,
+                name: row.get(1)?,
+                table: row.get(2)?,
+                sql: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Snapshot { objects })
+}
+
+/// The rewrite runs where the original runs, ends in the schema the original ends in, and
+/// leaves no foreign key dangling.
+pub(super) fn verify(
+    before: &Snapshot,
+    original: &str,
+    fixed: &str,
+    layout: Layout,
+) -> Result<(), FixError> {
+    let mut intended = shadow(before)?;
+    crate::local::run_batch(&mut intended, &applied_statements(original, layout)).map_err(
+        |error| FixError::OriginalFails {
+            message: error.to_string(),
+        },
+    )?;
+    let mut rewritten = shadow(before)?;
+    crate::local::run_batch(&mut rewritten, &applied_statements(fixed, layout)).map_err(
+        |error| FixError::Verification {
+            message: format!("it fails: {error}"),
+        },
+    )?;
+    let dangling: i64 =
+        rewritten.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })?;
+    let (want, got) = (
+        Schema::build(&snapshot_of(&intended)?, &[])?,
+        Schema::build(&snapshot_of(&rewritten)?, &[])?,
+    );
+    if dangling > 0 || want != got {
+        let changes: Vec<String> = schema::diff(&want, &got)
+            .into_iter()
+            .map(|c| c.summary)
+            .collect();
+        return Err(FixError::Verification {
+            message: format!(
+                "{dangling} dangling foreign keys; schema differences: {}",
+                changes.join("; ")
+            ),
+        });
+    }
+    Ok(())
+}
