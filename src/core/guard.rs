@@ -170,10 +170,9 @@ fn counted(guarded: &Guarded) -> String {
 pub fn named_by(words: &[String]) -> Option<String> {
     let w = |i: usize| words.get(i).map_or("", String::as_str);
     match (w(0), w(1)) {
-        ("delete", "from") => Some(w(2).to_owned()),
+        ("delete", "from") | ("replace", "into") => Some(w(2).to_owned()),
         ("update", "or") => Some(w(3).to_owned()),
         ("update", table) if !table.is_empty() => Some(table.to_owned()),
-        ("replace", "into") => Some(w(2).to_owned()),
         ("insert", "or") if w(2) == "replace" => Some(w(4).to_owned()),
         _ => None,
     }
