@@ -10,6 +10,7 @@ use crate::core::apply::ApplyReporter;
 /// A bar over the migrations being applied; invisible when stderr is not a terminal or `-q`.
 pub(crate) struct ApplyProgress {
     bar: ProgressBar,
+    printer: Printer,
 }
 
 impl ApplyProgress {
@@ -21,7 +22,10 @@ impl ApplyProgress {
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("applying to {env}"));
-        Self { bar }
+        Self {
+            bar,
+            printer: printer.clone(),
+        }
     }
 }
 
@@ -41,6 +45,10 @@ impl ApplyReporter for ApplyProgress {
 
     fn on_finish(&self) {
         self.bar.finish_and_clear();
+    }
+
+    fn on_warning(&self, message: &str) {
+        self.bar.suspend(|| self.printer.warning(message));
     }
 }
 

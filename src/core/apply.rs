@@ -17,6 +17,8 @@ pub trait ApplyReporter: Send + Sync {
     fn on_migration_start(&self, _name: &str) {}
     fn on_migration_done(&self, _name: &str, _elapsed: Duration) {}
     fn on_finish(&self) {}
+    /// Something the user must know that does not stop the apply.
+    fn on_warning(&self, _message: &str) {}
 }
 
 /// A reporter that shows nothing.
@@ -182,6 +184,12 @@ pub async fn apply(
         };
         for migration in unit {
             reporter.on_migration_start(&migration.name);
+        }
+        if let Some(reason) = &unit_guard.unguarded {
+            reporter.on_warning(&format!(
+                "`{}` is applied without the row guard: {reason}",
+                head.name
+            ));
         }
         let started = Instant::now();
         let mut statements: Vec<Statement> = extras.every_batch.clone();

@@ -32,15 +32,29 @@ const MARK: &str = "d1ctl-row-guard";
 /// A table the guard counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Guarded {
+    /// Its name at the start of the unit.
     pub table: String,
-    /// Foreign-key columns whose non-null values are counted besides the rows.
-    pub columns: Vec<String>,
+    /// Its name at the end (the same, unless the unit renamed it).
+    pub end: String,
+    /// Columns whose values are counted besides the rows.
+    pub columns: Vec<Counted>,
+}
+
+/// A column the guard counts the values of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Counted {
+    pub name: String,
+    /// For an `ON DELETE SET DEFAULT` key: its default, so that values reset to it count as
+    /// lost (`count(nullif(column, default))`).
+    pub default: Option<String>,
 }
 
 /// The guard of one unit.
 #[derive(Debug, Clone, Default)]
 pub struct UnitGuard {
     pub tables: Vec<Guarded>,
+    /// Why the unit could not be guarded, when it could not: said, never silent.
+    pub unguarded: Option<String>,
 }
 
 /// What a tripped guard found.
@@ -88,7 +102,7 @@ impl UnitGuard {
                     counted(guarded),
                     quote_identifier(&guarded.table)
                 ),
-                vec![Value::from(format!("rows:{}", guarded.table))],
+                vec![Value::from(format!("rows:{}", guarded.end))],
             ));
         }
         statements
@@ -109,11 +123,11 @@ impl UnitGuard {
                         "SELECT CASE WHEN {} THEN json_extract('{{}}', ? || g.value || '|' || now.counts || '|') END FROM {UNIT_STATE_TABLE} AS g, (SELECT json_array({}) AS counts FROM {}) AS now WHERE g.key = ?",
                         fewer.join(" OR "),
                         counted(guarded),
-                        quote_identifier(&guarded.table)
+                        quote_identifier(&guarded.end)
                     ),
                     vec![
                         Value::from(format!("{MARK}|{position}|")),
-                        Value::from(format!("rows:{}", guarded.table)),
+                        Value::from(format!("rows:{}", guarded.end)),
                     ],
                 )
             })
@@ -145,7 +159,8 @@ impl UnitGuard {
             table: guarded.table.clone(),
             column: i
                 .checked_sub(1)
-                .and_then(|c| guarded.columns.get(c).cloned()),
+                .and_then(|c| guarded.columns.get(c))
+                .map(|c| c.name.clone()),
             before: *b,
             after: *a,
         })
@@ -155,25 +170,81 @@ impl UnitGuard {
 /// `count(*), count("a"), …` for a guarded table.
 fn counted(guarded: &Guarded) -> String {
     std::iter::once("count(*)".to_owned())
-        .chain(
-            guarded
-                .columns
-                .iter()
-                .map(|c| format!("count({})", quote_identifier(c))),
-        )
+        .chain(guarded.columns.iter().map(|c| match &c.default {
+            Some(default) => {
+                format!("count(nullif({}, {default}))", quote_identifier(&c.name))
+            }
+            None => format!("count({})", quote_identifier(&c.name)),
+        }))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The table a statement names as changing its rows (its words, as [`schema::words`] gives
-/// them): `DELETE FROM t`, `UPDATE t`, `REPLACE INTO t`, `INSERT OR REPLACE INTO t`.
-pub fn named_by(words: &[String]) -> Option<String> {
+/// The table named at `words[i]`: a `schema .` prefix skipped, quotes removed, ASCII
+/// lower-cased as schema keys are.
+pub fn table_at(words: &[String], i: usize) -> String {
+    let at = if words.get(i + 1).is_some_and(|w| w == ".") {
+        i + 2
+    } else {
+        i
+    };
+    let word = words.get(at).map_or("", String::as_str);
+    let unquoted = match (word.chars().next(), word.chars().last()) {
+        (Some('"'), Some('"')) | (Some('`'), Some('`')) | (Some('['), Some(']'))
+            if word.len() >= 2 =>
+        {
+            &word[1..word.len() - 1]
+        }
+        _ => word,
+    };
+    unquoted.to_ascii_lowercase()
+}
+
+/// What one statement does to a table's rows, by its words (as [`schema::words`] gives them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowChange {
+    /// `DROP TABLE t`: deletes every row (children's actions fire); names nothing.
+    Dropped(String),
+    /// `DELETE FROM t`, `REPLACE INTO t`, `INSERT OR REPLACE`, `UPDATE OR REPLACE`: may delete
+    /// rows of `t` (children's actions fire), and names `t`'s rows.
+    Deletes(String),
+    /// `UPDATE t`: names `t`'s values, not its rows.
+    Updates(String),
+    /// `ALTER TABLE a RENAME TO b`.
+    Renamed(String, String),
+}
+
+pub fn row_change(words: &[String]) -> Option<RowChange> {
+    // `WITH … DELETE/UPDATE/INSERT/REPLACE`: judge the statement from its verb.
+    let start = if words.first().is_some_and(|w| w == "with") {
+        words
+            .iter()
+            .position(|w| matches!(w.as_str(), "delete" | "update" | "insert" | "replace"))?
+    } else {
+        0
+    };
+    let words = &words[start..];
     let w = |i: usize| words.get(i).map_or("", String::as_str);
+    let after = |i: usize| {
+        // the table word follows a possible `schema .`
+        if w(i + 1) == "." { i + 2 } else { i }
+    };
     match (w(0), w(1)) {
-        ("delete", "from") | ("replace", "into") => Some(w(2).to_owned()),
-        ("update", "or") => Some(w(3).to_owned()),
-        ("update", table) if !table.is_empty() => Some(table.to_owned()),
-        ("insert", "or") if w(2) == "replace" => Some(w(4).to_owned()),
+        ("drop", "table") => Some(RowChange::Dropped(table_at(
+            words,
+            if w(2) == "if" { 4 } else { 2 },
+        ))),
+        ("delete", "from") | ("replace", "into") => Some(RowChange::Deletes(table_at(words, 2))),
+        ("insert", "or") if w(2) == "replace" => Some(RowChange::Deletes(table_at(words, 4))),
+        ("update", "or") if w(2) == "replace" => Some(RowChange::Deletes(table_at(words, 3))),
+        ("update", "or") => Some(RowChange::Updates(table_at(words, 3))),
+        ("update", _) => Some(RowChange::Updates(table_at(words, 1))),
+        ("alter", "table") => {
+            let from = table_at(words, 2);
+            let next = after(2) + 1;
+            (w(next) == "rename" && w(next + 1) == "to")
+                .then(|| RowChange::Renamed(from, table_at(words, next + 2)))
+        }
         _ => None,
     }
 }
@@ -181,51 +252,96 @@ pub fn named_by(words: &[String]) -> Option<String> {
 /// Plans the guard of each unit (one or more migrations applied atomically), in order, by
 /// running the units on an empty copy of the target's schema.
 pub fn plan(snapshot: &Snapshot, units: &[Vec<&Migration>], ignore: &[&str]) -> Vec<UnitGuard> {
-    let Ok(mut shadow) = schema::shadow(snapshot) else {
-        return units.iter().map(|_| UnitGuard::default()).collect();
+    let mut shadow = match schema::shadow(snapshot) {
+        Ok(shadow) => shadow,
+        Err(error) => {
+            let reason = format!("the target's schema could not be copied in memory: {error}");
+            return units
+                .iter()
+                .map(|_| UnitGuard {
+                    tables: Vec::new(),
+                    unguarded: Some(reason.clone()),
+                })
+                .collect();
+        }
     };
     units
         .iter()
-        .map(|unit| plan_unit(&mut shadow, unit, ignore))
+        .map(|unit| {
+            plan_unit(&mut shadow, unit, ignore).unwrap_or_else(|reason| UnitGuard {
+                tables: Vec::new(),
+                unguarded: Some(reason),
+            })
+        })
         .collect()
 }
 
-fn plan_unit(shadow: &mut Connection, unit: &[&Migration], ignore: &[&str]) -> UnitGuard {
-    let Some(start) = lint::read_schema(shadow, ignore) else {
-        return UnitGuard::default();
-    };
-    // Table → columns at risk (empty: rows only).
-    let mut at_risk: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut named: BTreeSet<String> = BTreeSet::new();
-    let Ok(transaction) = shadow.transaction() else {
-        return UnitGuard::default();
-    };
+fn plan_unit(
+    shadow: &mut Connection,
+    unit: &[&Migration],
+    ignore: &[&str],
+) -> Result<UnitGuard, String> {
+    let unreadable = || "the schema copy could not be read back".to_owned();
+    let start = lint::read_schema(shadow, ignore).ok_or_else(unreadable)?;
+    // Start name → columns at risk with the default they would be reset to (empty: rows only).
+    let mut at_risk: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    let mut rows_named: BTreeSet<String> = BTreeSet::new();
+    let mut values_named: BTreeSet<String> = BTreeSet::new();
+    // Current name → name at the start of the unit, for tables the unit renamed.
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    let transaction = shadow
+        .transaction()
+        .map_err(|e| format!("the schema copy refused a transaction: {e}"))?;
     for migration in unit {
         for waiver in waiver::of(migration) {
             if waiver.code == "DS105"
                 && let Some(table) = waiver.table
             {
-                named.insert(table);
+                rows_named.insert(table);
             }
         }
         for statement in &migration.statements {
             let words = schema::words(&statement.sql);
-            let w = |i: usize| words.get(i).map_or("", String::as_str);
-            named.extend(named_by(&words));
-            let deleted = match (w(0), w(1)) {
-                ("drop", "table") => Some(if w(2) == "if" { w(4) } else { w(2) }),
-                ("delete", "from") => Some(w(2)),
-                _ => None,
+            let change = row_change(&words);
+            let deleted = match &change {
+                Some(RowChange::Dropped(table)) => Some(table.clone()),
+                Some(RowChange::Deletes(table)) => {
+                    rows_named.insert(origin.get(table).unwrap_or(table).clone());
+                    Some(table.clone())
+                }
+                Some(RowChange::Updates(table)) => {
+                    values_named.insert(origin.get(table).unwrap_or(table).clone());
+                    None
+                }
+                Some(RowChange::Renamed(from, to)) => {
+                    let first = origin.remove(from).unwrap_or_else(|| from.clone());
+                    origin.insert(to.clone(), first);
+                    None
+                }
+                None => None,
             };
-            if let Some(table) = deleted
-                && let Some(now) = lint::read_schema(&transaction, ignore)
-                && now.tables.contains_key(table)
-            {
-                at_risk.entry(table.to_owned()).or_default();
-                for effect in fk::deletion_effects(&now, &[table.to_owned()]) {
-                    let columns = at_risk.entry(effect.table.clone()).or_default();
-                    if matches!(effect.action, Action::SetNull | Action::SetDefault) {
-                        columns.extend(effect.columns.iter().cloned());
+            if let Some(table) = deleted {
+                let now = lint::read_schema(&transaction, ignore).ok_or_else(unreadable)?;
+                if now.tables.contains_key(&table) {
+                    let start_name = |name: &String| origin.get(name).unwrap_or(name).clone();
+                    at_risk.entry(start_name(&table)).or_default();
+                    for effect in fk::deletion_effects(&now, std::slice::from_ref(&table)) {
+                        let columns = at_risk.entry(start_name(&effect.table)).or_default();
+                        if matches!(effect.action, Action::SetNull | Action::SetDefault) {
+                            let child = &now.tables[&effect.table];
+                            for column in &effect.columns {
+                                let default = (effect.action == Action::SetDefault)
+                                    .then(|| {
+                                        child
+                                            .columns
+                                            .iter()
+                                            .find(|c| c.name == *column)
+                                            .and_then(|c| c.default.clone())
+                                    })
+                                    .flatten();
+                                columns.insert(column.clone(), default);
+                            }
+                        }
                     }
                 }
             }
@@ -235,28 +351,50 @@ fn plan_unit(shadow: &mut Connection, unit: &[&Migration], ignore: &[&str]) -> U
                 crate::local::run_statement(&transaction, &Statement::new(statement.sql.clone()));
         }
     }
-    let end = lint::read_schema(&transaction, ignore);
+    let end = lint::read_schema(&transaction, ignore).ok_or_else(unreadable)?;
     let _ = transaction.commit();
-    let Some(end) = end else {
-        return UnitGuard::default();
-    };
     let tables = at_risk
         .into_iter()
-        // Counted at the start and at the end: the table must exist at both.
-        .filter(|(table, _)| start.tables.contains_key(table) && end.tables.contains_key(table))
-        .filter(|(table, _)| !named.contains(table))
-        .map(|(table, mut columns)| {
+        .filter(|(table, _)| start.tables.contains_key(table) && !rows_named.contains(table))
+        .filter_map(|(table, mut columns)| {
+            // Compared by name: the table of that name at the end, else where it was renamed.
+            let end_name = if end.tables.contains_key(&table) {
+                table.clone()
+            } else {
+                origin
+                    .iter()
+                    .find(|(now, first)| **first == table && end.tables.contains_key(*now))
+                    .map(|(now, _)| now.clone())?
+            };
+            let (before, after) = (&start.tables[&table], &end.tables[&end_name]);
             // The table's own foreign-key values count too: a rebuild must keep them.
-            for key in &start.tables[&table].foreign_keys {
-                columns.extend(key.columns.iter().cloned());
+            for key in &before.foreign_keys {
+                for column in &key.columns {
+                    columns.entry(column.clone()).or_insert(None);
+                }
             }
-            let kept = &end.tables[&table];
-            let columns = columns
-                .into_iter()
-                .filter(|c| kept.columns.iter().any(|k| k.name == *c))
-                .collect();
-            Guarded { table, columns }
+            let columns = if values_named.contains(&table) {
+                Vec::new()
+            } else {
+                columns
+                    .into_iter()
+                    // Counted at the start and at the end: the column must exist at both.
+                    .filter(|(c, _)| {
+                        before.columns.iter().any(|k| k.name == *c)
+                            && after.columns.iter().any(|k| k.name == *c)
+                    })
+                    .map(|(name, default)| Counted { name, default })
+                    .collect()
+            };
+            Some(Guarded {
+                table,
+                end: end_name,
+                columns,
+            })
         })
         .collect();
-    UnitGuard { tables }
+    Ok(UnitGuard {
+        tables,
+        unguarded: None,
+    })
 }

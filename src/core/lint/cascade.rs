@@ -16,10 +16,13 @@
 //! any `DROP`, old tables dropped leaves first) leaves nothing referencing the parent when it is
 //! dropped, so it passes.
 
+use std::collections::BTreeSet;
+
 use rusqlite::Connection;
 
 use super::{Finding, finding};
 use crate::core::fk::{self, Action, Effect};
+use crate::core::guard;
 use crate::core::migrations::Migration;
 use crate::core::schema::{self, Schema};
 
@@ -34,6 +37,8 @@ struct Dropped {
     /// The deferral was switched off again later (the `on … off` pair).
     paired: bool,
     effects: Vec<Effect>,
+    /// Tables an `INSERT … SELECT` had read before it ran (copied aside).
+    copied_before: BTreeSet<String>,
 }
 
 /// Collects drops while the migration runs on the shadow, one statement at a time.
@@ -41,6 +46,7 @@ struct Dropped {
 pub(super) struct CascadeWatch {
     deferred: bool,
     dropped: Vec<Dropped>,
+    copied: BTreeSet<String>,
 }
 
 impl CascadeWatch {
@@ -55,14 +61,22 @@ impl CascadeWatch {
     ) {
         let words = schema::words(&statement.sql);
         let w = |i: usize| words.get(i).map_or("", String::as_str);
-        match (w(0), w(1)) {
-            ("pragma", "defer_foreign_keys") => {
-                let value = words
-                    .iter()
-                    .skip(2)
-                    .find(|w| !matches!(w.as_str(), "=" | "(" | ")"));
-                let on = value
-                    .is_some_and(|v| matches!(v.trim_matches('\''), "on" | "true" | "yes" | "1"));
+        if matches!(w(0), "insert" | "replace") && words.iter().any(|w| w == "select") {
+            for (i, word) in words.iter().enumerate() {
+                if matches!(word.as_str(), "from" | "join") {
+                    self.copied.insert(guard::table_at(&words, i + 1));
+                }
+            }
+        }
+        // `PRAGMA [schema.]defer_foreign_keys = value`; without a value it only reads.
+        let pragma = if w(2) == "." { 3 } else { 1 };
+        if w(0) == "pragma" && w(pragma) == "defer_foreign_keys" {
+            let value = words
+                .iter()
+                .skip(pragma + 1)
+                .find(|w| !matches!(w.as_str(), "=" | "(" | ")" | ";"));
+            if let Some(value) = value {
+                let on = matches!(value.trim_matches('\''), "on" | "true" | "yes" | "1");
                 if !on && self.deferred {
                     for dropped in self.dropped.iter_mut().filter(|d| d.deferred) {
                         dropped.paired = true;
@@ -70,41 +84,43 @@ impl CascadeWatch {
                 }
                 self.deferred = on;
             }
-            ("drop", "table") => {
-                let table = if w(2) == "if" { w(4) } else { w(2) }.to_owned();
-                let Some(schema) = super::read_schema(connection, ignore) else {
-                    return;
-                };
-                if !schema.tables.contains_key(&table.to_ascii_lowercase()) {
-                    return;
-                }
-                self.dropped.push(Dropped {
-                    effects: fk::deletion_effects(&schema, std::slice::from_ref(&table)),
-                    table: table.to_ascii_lowercase(),
-                    line: statement.line,
-                    index,
-                    deferred: self.deferred,
-                    paired: false,
-                });
-            }
-            _ => {}
+            return;
         }
+        let Some(guard::RowChange::Dropped(table)) = guard::row_change(&words) else {
+            return;
+        };
+        let Some(schema) = super::read_schema(connection, ignore) else {
+            return;
+        };
+        if !schema.tables.contains_key(&table) {
+            return;
+        }
+        self.dropped.push(Dropped {
+            effects: fk::deletion_effects(&schema, std::slice::from_ref(&table)),
+            table,
+            line: statement.line,
+            index,
+            deferred: self.deferred,
+            paired: false,
+            copied_before: self.copied.clone(),
+        });
     }
 
     /// The findings, once the migration ran; `after` is the schema it left.
     pub(super) fn findings(self, migration: &Migration, after: &Schema) -> Vec<Finding> {
         let mut found = Vec::new();
         for dropped in &self.dropped {
-            // A table the migration drops itself later is being replaced; its fate is the
-            // copy's, which is judged on its own.
+            // A table copied aside before this DROP and dropped by the migration itself later
+            // is being replaced; its fate is the copy's, which is judged on its own.
             let effects: Vec<&Effect> = dropped
                 .effects
                 .iter()
                 .filter(|e| {
-                    !self
-                        .dropped
-                        .iter()
-                        .any(|d| d.index > dropped.index && d.table == e.table)
+                    !(dropped.copied_before.contains(&e.table)
+                        && self
+                            .dropped
+                            .iter()
+                            .any(|d| d.index > dropped.index && d.table == e.table))
                 })
                 .collect();
             let recreated = after.tables.contains_key(&dropped.table);

@@ -423,6 +423,9 @@ mod tests {
             ("undeferred rebuild, RESTRICT child", family(&["audits"]), USERS_REBUILD.to_owned(), &["D1010"]),
             ("drizzle rebuild, cascading children", family(&["posts"]), REBUILD_USERS_DRIZZLE.to_owned(), &["D1001"]),
             ("no children", family(&[]), USERS_REBUILD.to_owned(), &[]),
+            ("schema-qualified DROP", family(&["posts"]), USERS_REBUILD.replace("DROP TABLE users", "DROP TABLE main.\"users\""), &["D1001"]),
+            ("a bare PRAGMA read does not close the pair", family(&["follows"]), "PRAGMA defer_foreign_keys = on;\nPRAGMA defer_foreign_keys;\nCREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO __new_users SELECT id, email FROM users;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\n".to_owned(), &["D1003", "D1009"]),
+            ("a child dropped later but never copied", family(&["posts"]), "CREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO __new_users SELECT id, email FROM users;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\nDROP TABLE comments;\nDROP TABLE posts;\n".to_owned(), &["D1001", "DS102", "DS102"]),
             (
                 "family rebuild",
                 family(&["posts", "likes", "follows", "audits"]),

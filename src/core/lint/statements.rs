@@ -57,7 +57,7 @@ pub(super) fn statement_findings(migration: &Migration) -> Vec<Finding> {
             let value = words
                 .iter()
                 .skip(2)
-                .find(|w| !matches!(w.as_str(), "=" | "(" | ")"))
+                .find(|w| !matches!(w.as_str(), "=" | "(" | ")" | ";"))
                 .map(String::as_str);
             match name {
                 "foreign_keys" => found.push(finding(
@@ -67,7 +67,8 @@ pub(super) fn statement_findings(migration: &Migration) -> Vec<Finding> {
                     "`PRAGMA foreign_keys` has no effect on D1: foreign keys are always enforced inside a migration".to_owned(),
                     "remove it; if it guards a table rebuild, see D1001: `PRAGMA defer_foreign_keys = on` … `off` keeps children without an ON DELETE action safe, never CASCADE or SET NULL ones".to_owned(),
                 )),
-                "defer_foreign_keys" => {
+                // Without a value the PRAGMA only reads the setting.
+                "defer_foreign_keys" if value.is_some() => {
                     let on = value.is_some_and(|v| matches!(v.trim_matches('\''), "on" | "true" | "yes" | "1"));
                     if on {
                         defer_open = Some(statement.line);
