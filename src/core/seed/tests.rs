@@ -1,4 +1,6 @@
-//! Seeding every kind of table.
+//! Seeding every kind of table; `corpus` replays the real-world migration folders.
+
+mod corpus;
 
 use rusqlite::Connection;
 
