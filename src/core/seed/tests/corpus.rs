@@ -1,10 +1,11 @@
-//! The real-world corpus replayed on a seeded shadow.
+//! The real-world corpus replayed on a seeded shadow, and the timing harness of
+//! BENCHMARKS.md's "Seeding the lint shadow".
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::LEDGERS;
+use super::{LEDGERS, database};
 use crate::backend::Statement;
 use crate::core::migrations::{self, Layout};
 use crate::core::rows;
@@ -196,4 +197,121 @@ fn every_corpus_migration_applies_to_a_seeded_shadow() {
             "preset-io__agor/0004_add_static_urls.sql: `tasks` went from 3 to 0 rows",
         ]
     );
+}
+
+/// A schema of `tables` tables, each the child of the one before (ON DELETE CASCADE), with a
+/// UNIQUE column, a CHECK, a default, a nullable column and an index.
+fn chain_schema(tables: usize) -> String {
+    let mut sql = String::new();
+    for index in 0..tables {
+        let parent = if index == 0 {
+            String::new()
+        } else {
+            format!(
+                ", parent_id INTEGER NOT NULL REFERENCES t{}(id) ON DELETE CASCADE",
+                index - 1
+            )
+        };
+        sql.push_str(&format!(
+            "CREATE TABLE t{index} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, \
+             status TEXT NOT NULL CHECK (status IN ('draft', 'live')), amount REAL, \
+             created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP{parent});
+             CREATE INDEX t{index}_status ON t{index} (status);\n"
+        ));
+    }
+    sql
+}
+
+/// The median of `runs` timings of `work`, in milliseconds.
+fn median_ms(runs: usize, mut work: impl FnMut() -> std::time::Duration) -> f64 {
+    let mut timings: Vec<f64> = (0..runs).map(|_| work().as_secs_f64() * 1000.0).collect();
+    timings.sort_by(f64::total_cmp);
+    timings[runs / 2]
+}
+
+/// Timings for BENCHMARKS.md ("Seeding the lint shadow"), never asserted:
+/// `cargo test --release --lib seed::tests::seeding_time -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing harness, not a test: see BENCHMARKS.md"]
+#[expect(clippy::print_stderr, reason = "the harness reports its timings")]
+fn seeding_time() {
+    use std::time::Instant;
+    const RUNS: usize = 21;
+    let Some(corpus) = corpus_dir_or_skip("seeding_time") else {
+        return;
+    };
+    let (_, migrations) = corpus_entries(&corpus)
+        .into_iter()
+        .find(|(name, _)| name == "filbeam__worker")
+        .unwrap();
+    // Seeding before each of the 30 migrations, as lint does, applying each after its seed.
+    let mut per_migration = vec![Vec::new(); migrations.len()];
+    let mut tables_seeded = 0;
+    let total = median_ms(RUNS, || {
+        tables_seeded = 0;
+        let mut connection = database("");
+        let mut spent = std::time::Duration::ZERO;
+        for (index, migration) in migrations.iter().enumerate() {
+            let started = Instant::now();
+            let report = seed(&connection, LEDGERS, 3);
+            let took = started.elapsed();
+            assert!(report.not_seeded.is_empty());
+            tables_seeded += report.seeded.len();
+            per_migration[index].push(took.as_secs_f64() * 1000.0);
+            spent += took;
+            crate::local::run_batch(&mut connection, &statements_of(migration)).unwrap();
+        }
+        spent
+    });
+    let slowest = per_migration
+        .iter_mut()
+        .map(|timings| {
+            timings.sort_by(f64::total_cmp);
+            timings[timings.len() / 2]
+        })
+        .fold(0.0, f64::max);
+    eprintln!(
+        "filbeam__worker, seed before each of {} migrations ({tables_seeded} tables seeded): {total:.3} ms in all (median of {RUNS}), slowest migration {slowest:.3} ms",
+        migrations.len()
+    );
+    // Its final schema, every table empty.
+    let mut final_schema = database("");
+    for migration in &migrations {
+        crate::local::run_batch(&mut final_schema, &statements_of(migration)).unwrap();
+    }
+    let schema: Vec<String> = final_schema
+        .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let schema = schema.join(";\n");
+    let cold = median_ms(RUNS, || {
+        let connection = database(&schema);
+        let started = Instant::now();
+        seed(&connection, LEDGERS, 3);
+        started.elapsed()
+    });
+    eprintln!("filbeam__worker, final schema from empty: {cold:.3} ms");
+    for tables in [50, 200] {
+        let sql = chain_schema(tables);
+        let cold = median_ms(RUNS, || {
+            let connection = database(&sql);
+            let started = Instant::now();
+            let report = seed(&connection, &[], 3);
+            assert_eq!(report.seeded.len(), tables);
+            started.elapsed()
+        });
+        let connection = database(&sql);
+        seed(&connection, &[], 3);
+        let warm = median_ms(RUNS, || {
+            let started = Instant::now();
+            seed(&connection, &[], 3);
+            started.elapsed()
+        });
+        eprintln!(
+            "{tables} chained tables × 3 rows: {cold:.3} ms from empty, {warm:.3} ms when every table has rows"
+        );
+    }
 }
