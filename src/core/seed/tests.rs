@@ -100,7 +100,7 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
-        name: "CHECK constraints: IN lists, comparisons, length, OR, ranges, LIKE, json",
+        name: "CHECK constraints: IN lists (long ones too), comparisons, length, OR, ranges, LIKE, json",
         sql: "CREATE TABLE post (id INTEGER PRIMARY KEY,
                 status TEXT NOT NULL CHECK (status IN ('draft', 'live')),
                 score INTEGER NOT NULL CHECK (score > 0 AND score <= 100),
@@ -110,6 +110,8 @@ const CASES: &[Case] = &[
                 starts INTEGER NOT NULL, ends INTEGER NOT NULL,
                 ratio REAL NOT NULL CHECK (ratio BETWEEN 0.25 AND 0.75),
                 debt INTEGER NOT NULL CHECK (debt < -10),
+                grade TEXT NOT NULL UNIQUE CHECK (grade IN ('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n')),
+                level INTEGER NOT NULL CHECK (level IN (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)),
                 meta TEXT NOT NULL CHECK (json_valid(meta) AND json_type(meta) = 'object'),
                 email TEXT NOT NULL CHECK (email LIKE '%_@_%.__%'),
                 CONSTRAINT kind_is_known CHECK (kind = 'a' OR kind = 'b'),
@@ -169,13 +171,19 @@ const CASES: &[Case] = &[
                 INSERT INTO audit VALUES ('tried'); SELECT RAISE(FAIL, 'guarded takes no rows');
               END;
               CREATE TABLE orphan (id INTEGER PRIMARY KEY, gone_id INTEGER REFERENCES gone(id));
-              CREATE TABLE stuck (id INTEGER PRIMARY KEY, gone_id INTEGER NOT NULL REFERENCES gone(id));",
+              CREATE TABLE stuck (id INTEGER PRIMARY KEY, gone_id INTEGER NOT NULL REFERENCES gone(id));
+              CREATE TABLE target (id INTEGER PRIMARY KEY);
+              CREATE TABLE late (target_id INTEGER NOT NULL REFERENCES target(id) DEFERRABLE INITIALLY DEFERRED);
+              CREATE TABLE poisoned (id INTEGER PRIMARY KEY);
+              CREATE TRIGGER poison AFTER INSERT ON poisoned BEGIN INSERT INTO late VALUES (999); END;",
         // With foreign keys on, SQLite refuses any row of a child whose parent does not exist.
-        seeded: &["audit"],
+        // `poisoned`'s trigger breaks a deferred key, which only the commit of each attempt sees.
+        seeded: &["audit", "target", "late"],
         not_seeded: &[
             ("guarded", "guarded takes no rows"),
             ("never", "CHECK constraint failed: 0"),
             ("orphan", "`gone_id` references `gone`, which does not exist"),
+            ("poisoned", "FOREIGN KEY constraint failed"),
             ("stuck", "`gone_id` references `gone`, which does not exist"),
         ],
     },

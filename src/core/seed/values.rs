@@ -165,7 +165,7 @@ pub(super) enum Candidate {
 }
 
 /// Candidates per column at most: enough for IN lists and ranges, few enough to stay fast.
-const MOST_CANDIDATES: usize = 32;
+const MOST_CANDIDATES: usize = 40;
 
 /// The longest text a length candidate makes.
 const LONGEST_TEXT: usize = 4096;
@@ -198,7 +198,9 @@ pub(super) fn candidates(column: &ColumnKind<'_>, literals: &Literals) -> Vec<Ca
         },
         Affinity::Integer | Affinity::Numeric | Affinity::Blob => counting.clone(),
     }];
-    for number in &literals.numbers {
+    // The neighbours of a few numbers (`x > 0`, `x BETWEEN 1 AND 5`), every literal as it is
+    // (`IN` lists), a few patterns and lengths: a long IN list leaves room for the rest.
+    for number in literals.numbers.iter().take(4) {
         match number {
             Value::Integer(n) => {
                 list.push(Candidate::Integer {
@@ -228,7 +230,7 @@ pub(super) fn candidates(column: &ColumnKind<'_>, literals: &Literals) -> Vec<Ca
         .iter()
         .cloned()
         .chain(literals.strings.iter().cloned().map(Value::Text))
-        .take(MOST_CANDIDATES / 2)
+        .take(12)
         .collect();
     for offset in 0..exact.len() {
         list.push(Candidate::Literal {
@@ -236,12 +238,12 @@ pub(super) fn candidates(column: &ColumnKind<'_>, literals: &Literals) -> Vec<Ca
             offset,
         });
     }
-    for string in &literals.strings {
-        if string.contains(['%', '_', '*', '?']) {
-            list.push(Candidate::Pattern(string.clone()));
-        }
-    }
-    for &length in &literals.lengths {
+    let patterns = literals
+        .strings
+        .iter()
+        .filter(|string| string.contains(['%', '_', '*', '?']));
+    list.extend(patterns.take(2).cloned().map(Candidate::Pattern));
+    for &length in literals.lengths.iter().take(2) {
         for length in [length, length.saturating_add(1), length.saturating_sub(1)] {
             // `length(x) < 1000000000` must not cost a gigabyte: a short text passes it too.
             if let Ok(length @ 0..=LONGEST_TEXT) = usize::try_from(length) {
