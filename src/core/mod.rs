@@ -15,5 +15,6 @@ pub mod promote;
 pub mod registry;
 pub mod rows;
 pub mod schema;
+pub mod seed;
 pub mod sql;
 pub mod wrangler_config;
