@@ -36,14 +36,15 @@ fn lint_reports_codes_lines_and_fixes_and_exits_1_on_errors() {
     let output = project.run_ok(&["lint"], 1);
     insta::assert_snapshot!("lint_rebuild", output.snapshot(&project));
     let json = project.run_ok(&["lint", "--format", "json"], 1).json();
-    assert_eq!(json["errors"], 1);
+    assert_eq!(json["errors"], 2);
     let codes: Vec<&str> = json["findings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, ["D1002", "D1002", "D1001"]);
+    // The rows seeded into the shadow confirm what the statement-order judgement says.
+    assert_eq!(codes, ["D1002", "D1002", "D1001", "DS105"]);
     // Only the named file.
     let one = project.run_ok(&["lint", "migrations/0002_index.sql"], 0);
     assert!(
@@ -59,7 +60,7 @@ fn a_waiver_is_shown_with_its_reason_and_unblocks() {
     let project = ladder();
     project.migration(
         "0003_rebuild.sql",
-        &format!("-- d1ctl:allow D1001 child rows are re-imported by the backfill job\n{REBUILD}"),
+        &format!("-- d1ctl:allow D1001 child rows are re-imported by the backfill job\n-- d1ctl:allow DS105(child) the backfill job re-imports them\n{REBUILD}"),
     );
     let output = project.run_ok(&["lint", "migrations/0003_rebuild.sql"], 0);
     assert!(output.stdout.contains("waived[D1001]"), "{}", output.stdout);
@@ -76,7 +77,7 @@ fn a_waiver_is_shown_with_its_reason_and_unblocks() {
 fn lint_to_an_env_uses_its_row_counts() {
     let project = ladder();
     project.run_ok(&["apply", "local"], 0);
-    project.migration("0003_add.sql", "ALTER TABLE parent ADD COLUMN code TEXT;\nCREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT, code TEXT NOT NULL);\nINSERT INTO parent_new SELECT id, name, coalesce(code, '') FROM parent;\n-- d1ctl:allow D1001 no child rows yet\nDROP TABLE parent;\nALTER TABLE parent_new RENAME TO parent;\n");
+    project.migration("0003_add.sql", "ALTER TABLE parent ADD COLUMN code TEXT;\nCREATE TABLE parent_new (id INTEGER PRIMARY KEY, name TEXT, code TEXT NOT NULL);\nINSERT INTO parent_new SELECT id, name, coalesce(code, '') FROM parent;\n-- d1ctl:allow D1001 no child rows yet\n-- d1ctl:allow DS105(child) no child rows yet\nDROP TABLE parent;\nALTER TABLE parent_new RENAME TO parent;\n");
     let empty = project
         .run_ok(&["lint", "--to", "local", "--format", "json"], 0)
         .json();
@@ -273,7 +274,7 @@ fn json_outputs_have_their_documented_shapes() {
     let project = ladder();
     project.migration(
         "0003_rebuild.sql",
-        &format!("-- d1ctl:allow D1001 reviewed\n{REBUILD}"),
+        &format!("-- d1ctl:allow D1001 reviewed\n-- d1ctl:allow DS105(child) reviewed\n{REBUILD}"),
     );
     project.run_ok(&["promote", "--to", "local"], 0);
 

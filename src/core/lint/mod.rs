@@ -7,6 +7,7 @@
 //! called a drop, and a real column loss is, whatever the SQL looked like.
 
 mod cascade;
+mod data;
 mod effects;
 mod statements;
 pub mod waiver;
@@ -47,7 +48,7 @@ pub struct Finding {
     /// MF103's `(table, column)`, which the target's row counts settle.
     #[serde(skip)]
     pub column: Option<(String, String)>,
-    /// The table a row-loss finding is about; only a waiver naming it covers it.
+    /// The table a finding is about; a row loss (DS105) is covered only by a waiver naming it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
 }
@@ -119,9 +120,29 @@ pub const RULES: &[(&str, Severity, &str)] = &[
         "a DROP that fails once ON DELETE RESTRICT children hold rows",
     ),
     (
+        "DS105",
+        Severity::Error,
+        "rows or values lost that the migration does not name (seen on a shadow with rows)",
+    ),
+    (
+        "DS106",
+        Severity::Error,
+        "rows left pointing at rows that no longer exist",
+    ),
+    (
+        "MF106",
+        Severity::Error,
+        "the migration fails once its tables hold rows",
+    ),
+    (
         "LT001",
         Severity::Error,
         "the migration fails on the schema before it",
+    ),
+    (
+        "LT002",
+        Severity::Warning,
+        "a table lint could not give rows, so it was not checked with data",
     ),
 ];
 
@@ -176,6 +197,11 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
             None
         };
         let mut watch = linted.then(CascadeWatch::default);
+        let data = if linted {
+            data::DataShadow::prepare(&shadow, ignore)
+        } else {
+            None
+        };
         let applied = run_watched(&mut shadow, migration, watch.as_mut(), ignore);
         if !linted {
             continue;
@@ -199,6 +225,9 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
                     }
                     found.extend(effect_findings(migration, &before, &after));
                 }
+                if let Some(data) = data {
+                    found.extend(data.findings(migration, ignore));
+                }
             }
             (Ok(()), None) => {}
         }
@@ -213,6 +242,8 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
 pub(crate) struct ShadowFailure {
     pub line: Option<usize>,
     pub message: String,
+    /// SQLite's extended result code, when SQLite failed the statement.
+    pub extended_code: Option<i32>,
 }
 
 /// Runs `migration` on `shadow` as one unit, a statement at a time so that `watch` sees the
@@ -228,6 +259,10 @@ fn run_watched(
             .and_then(|i| migration.statements.get(i))
             .map(|s| s.line),
         message: crate::local::sqlite_message(error),
+        extended_code: match error {
+            rusqlite::Error::SqliteFailure(failure, _) => Some(failure.extended_code),
+            _ => None,
+        },
     };
     let transaction = shadow.transaction().map_err(|e| failure(None, &e))?;
     for (index, statement) in migration.statements.iter().enumerate() {
@@ -345,9 +380,12 @@ pub fn with_row_counts(findings: Vec<Finding>, rows: &RowCounts) -> Vec<Finding>
 fn apply_waivers(migration: &Migration, findings: &mut [Finding]) {
     let waivers = waiver::of(migration);
     for finding in findings {
+        // A row loss is waived only by a waiver naming its table.
         let covering = waivers.iter().find(|w| match &finding.table {
-            Some(table) => waiver::names_table(std::slice::from_ref(w), finding.code, table),
-            None => w.covers(finding.code, None),
+            Some(table) if finding.code == "DS105" => {
+                waiver::names_table(std::slice::from_ref(w), finding.code, table)
+            }
+            table => w.covers(finding.code, table.as_deref()),
         });
         if let Some(waiver) = covering {
             finding.waived = Some(if waiver.reason.is_empty() {
@@ -381,6 +419,9 @@ mod tests {
             .collect()
     }
 
+    /// Each case's codes: the statement-order judgement (D10xx) and what the shadow seeded
+    /// with rows saw (DS105 rows lost, MF106 fails with rows) agree.
+    ///
     /// users ← posts (CASCADE) ← comments (CASCADE), likes (SET NULL), follows (NO ACTION),
     /// audits (RESTRICT), as the promotion tests use it too.
     fn family(children: &[&str]) -> String {
@@ -414,17 +455,17 @@ mod tests {
                 .collect()
         };
         let cases: Vec<(&str, String, String, &[&str])> = vec![
-            ("naive rebuild, cascading children", family(&["posts"]), USERS_REBUILD.to_owned(), &["D1001"]),
-            ("deferred rebuild, cascading children", family(&["posts"]), deferred(USERS_REBUILD), &["D1001"]),
-            ("deferred rebuild, SET NULL child", family(&["likes"]), deferred(USERS_REBUILD), &["D1001"]),
-            ("undeferred rebuild, NO ACTION child", family(&["follows"]), USERS_REBUILD.to_owned(), &["D1009"]),
+            ("naive rebuild, cascading children", family(&["posts"]), USERS_REBUILD.to_owned(), &["D1001", "DS105", "DS105"]),
+            ("deferred rebuild, cascading children", family(&["posts"]), deferred(USERS_REBUILD), &["D1001", "DS105", "DS105"]),
+            ("deferred rebuild, SET NULL child", family(&["likes"]), deferred(USERS_REBUILD), &["D1001", "DS105"]),
+            ("undeferred rebuild, NO ACTION child", family(&["follows"]), USERS_REBUILD.to_owned(), &["D1009", "MF106"]),
             ("deferred rebuild, NO ACTION child", family(&["follows"]), deferred(USERS_REBUILD), &[]),
             ("deferred rebuild, RESTRICT child", family(&["audits"]), deferred(USERS_REBUILD), &["D1010"]),
-            ("undeferred rebuild, RESTRICT child", family(&["audits"]), USERS_REBUILD.to_owned(), &["D1010"]),
-            ("drizzle rebuild, cascading children", family(&["posts"]), REBUILD_USERS_DRIZZLE.to_owned(), &["D1001"]),
+            ("undeferred rebuild, RESTRICT child", family(&["audits"]), USERS_REBUILD.to_owned(), &["D1010", "MF106"]),
+            ("drizzle rebuild, cascading children", family(&["posts"]), REBUILD_USERS_DRIZZLE.to_owned(), &["D1001", "DS105", "DS105"]),
             ("no children", family(&[]), USERS_REBUILD.to_owned(), &[]),
-            ("schema-qualified DROP", family(&["posts"]), USERS_REBUILD.replace("DROP TABLE users", "DROP TABLE main.\"users\""), &["D1001"]),
-            ("a bare PRAGMA read does not close the pair", family(&["follows"]), "PRAGMA defer_foreign_keys = on;\nPRAGMA defer_foreign_keys;\nCREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO __new_users SELECT id, email FROM users;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\n".to_owned(), &["D1003", "D1009"]),
+            ("schema-qualified DROP", family(&["posts"]), USERS_REBUILD.replace("DROP TABLE users", "DROP TABLE main.\"users\""), &["D1001", "DS105", "DS105"]),
+            ("a bare PRAGMA read does not close the pair", family(&["follows"]), "PRAGMA defer_foreign_keys = on;\nPRAGMA defer_foreign_keys;\nCREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO __new_users SELECT id, email FROM users;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\n".to_owned(), &["D1003", "D1009", "MF106"]),
             ("a child dropped later but never copied", family(&["posts"]), "CREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO __new_users SELECT id, email FROM users;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\nDROP TABLE comments;\nDROP TABLE posts;\n".to_owned(), &["D1001", "DS102", "DS102"]),
             (
                 "family rebuild",
@@ -432,7 +473,7 @@ mod tests {
                 "CREATE TABLE __new_users (id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT);\nINSERT INTO __new_users (id, email) SELECT id, email FROM users;\nCREATE TABLE posts_next (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES __new_users(id) ON DELETE CASCADE, title TEXT);\nINSERT INTO posts_next SELECT * FROM posts;\nCREATE TABLE comments_next (id INTEGER PRIMARY KEY, post_id INTEGER NOT NULL REFERENCES posts_next(id) ON DELETE CASCADE, body TEXT);\nINSERT INTO comments_next SELECT * FROM comments;\nCREATE TABLE likes_next (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES __new_users(id) ON DELETE SET NULL);\nINSERT INTO likes_next SELECT * FROM likes;\nCREATE TABLE follows_next (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES __new_users(id));\nINSERT INTO follows_next SELECT * FROM follows;\nCREATE TABLE audits_next (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES __new_users(id) ON DELETE RESTRICT);\nINSERT INTO audits_next SELECT * FROM audits;\nDROP TABLE comments;\nDROP TABLE posts;\nDROP TABLE likes;\nDROP TABLE follows;\nDROP TABLE audits;\nDROP TABLE users;\nALTER TABLE __new_users RENAME TO users;\nALTER TABLE posts_next RENAME TO posts;\nALTER TABLE comments_next RENAME TO comments;\nALTER TABLE likes_next RENAME TO likes;\nALTER TABLE follows_next RENAME TO follows;\nALTER TABLE audits_next RENAME TO audits;\n".to_owned(),
                 &[],
             ),
-            ("a plain drop with a cascading child", family(&["posts"]), "DROP TABLE comments;\nDROP TABLE users;\n".to_owned(), &["D1001", "DS102", "DS102"]),
+            ("a plain drop with a cascading child", family(&["posts"]), "DROP TABLE comments;\nDROP TABLE users;\n".to_owned(), &["D1001", "DS102", "DS102", "DS105"]),
         ];
         for (case, base, migration, expected) in &cases {
             let found = only(codes(
@@ -440,6 +481,50 @@ mod tests {
                 "0002_b.sql",
             ));
             assert_eq!(found, *expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn rows_reveal_what_an_empty_shadow_cannot() {
+        let base = "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nCREATE TABLE follows (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id));\nCREATE TABLE never (x INTEGER CHECK (0));\n";
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "a non-constant default added to a table with rows",
+                "ALTER TABLE users ADD COLUMN created_at TEXT DEFAULT (strftime('%s', 'now'));\n",
+                &["MF106"],
+            ),
+            (
+                "a copy that drops rows of the rebuilt table itself",
+                "CREATE TABLE u2 (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO u2 SELECT * FROM users WHERE id > 1;\nPRAGMA defer_foreign_keys = on;\nDROP TABLE users;\nALTER TABLE u2 RENAME TO users;\nPRAGMA defer_foreign_keys = off;\n",
+                &["DS105", "DS106"],
+            ),
+            (
+                "the same, with a waiver naming the table",
+                "-- d1ctl:allow DS105(users) the first user is a test account\n-- d1ctl:allow DS106 its follows go with it\nCREATE TABLE u2 (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\nINSERT INTO u2 SELECT * FROM users WHERE id > 1;\nPRAGMA defer_foreign_keys = on;\nDROP TABLE users;\nALTER TABLE u2 RENAME TO users;\nPRAGMA defer_foreign_keys = off;\n",
+                &[],
+            ),
+            (
+                "an intended DELETE",
+                "DELETE FROM follows WHERE id = 1;\n",
+                &[],
+            ),
+        ];
+        for (case, migration, expected) in cases {
+            let (_dir, migrations) = folder(&[("0001_a.sql", base), ("0002_b.sql", migration)]);
+            let found = lint(&migrations, &["0002_b.sql"], &[]);
+            let blocking: Vec<&str> = found
+                .iter()
+                .filter(|f| f.blocks())
+                .map(|f| f.code)
+                .collect();
+            assert_eq!(blocking, *expected, "{case}: {found:#?}");
+            // `never` cannot hold a row: said, never passed silently.
+            assert!(
+                found
+                    .iter()
+                    .any(|f| f.code == "LT002" && f.table.as_deref() == Some("never")),
+                "{case}: {found:#?}"
+            );
         }
     }
 
