@@ -1,11 +1,13 @@
 //! indicatif implementations of the progress traits of `core`.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::printer::Printer;
 use crate::core::apply::ApplyReporter;
+use crate::core::export::ExportReporter;
 
 /// A bar over the migrations being applied; invisible when stderr is not a terminal or `-q`.
 pub(crate) struct ApplyProgress {
@@ -69,5 +71,84 @@ impl Counter {
 impl Drop for Counter {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// The spinner shown on stderr while D1 prepares an export; each poll's messages become its
+/// text (and `-v` detail lines). Warnings and details of the dump go through the printer.
+pub(crate) struct ExportProgress<'a> {
+    printer: &'a Printer,
+    spinner: Mutex<Option<ProgressBar>>,
+}
+
+impl<'a> ExportProgress<'a> {
+    pub(crate) fn new(printer: &'a Printer) -> Self {
+        Self {
+            printer,
+            spinner: Mutex::new(None),
+        }
+    }
+
+    /// Runs `print` with the spinner (if any) out of the way.
+    fn suspended(&self, print: impl FnOnce()) {
+        match self.spinner.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+impl ExportReporter for ExportProgress<'_> {
+    fn warning(&self, text: &str) {
+        self.suspended(|| self.printer.warning(text));
+    }
+
+    fn detail(&self, text: &str) {
+        self.suspended(|| self.printer.detail(text));
+    }
+
+    fn on_export_start(&self, env: &str) {
+        // With `-v` the poll messages and request logs are lines of their own instead.
+        let target = if self.printer.verbose() {
+            ProgressDrawTarget::hidden()
+        } else {
+            self.printer.progress_target()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("exporting `{env}`"));
+        bar.set_message("starting the export");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Ok(mut spinner) = self.spinner.lock() {
+            *spinner = Some(bar);
+        }
+    }
+
+    fn on_export_poll(&self, messages: &[String]) {
+        if let Ok(spinner) = self.spinner.lock() {
+            for message in messages {
+                match spinner.as_ref() {
+                    Some(bar) => {
+                        bar.suspend(|| self.printer.detail(message));
+                        bar.set_message(message.clone());
+                    }
+                    None => self.printer.detail(message),
+                }
+            }
+        }
+    }
+
+    fn on_export_done(&self) {
+        if let Some(bar) = self
+            .spinner
+            .lock()
+            .ok()
+            .and_then(|mut spinner| spinner.take())
+        {
+            bar.finish_and_clear();
+        }
     }
 }

@@ -2,7 +2,6 @@
 
 use crate::backend::BackendKind;
 use crate::cli::{ChecklistArgs, Format};
-use crate::commands::promote::{read_source, read_view};
 use crate::commands::{Context, ExitStatus, UserError};
 use crate::core::checklist::{self, Hooks, Rollback, Target, TargetFacts};
 use crate::core::ledger::Ledgers;
@@ -25,8 +24,15 @@ pub(crate) async fn checklist(
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let ignore = ledgers.ignored_tables();
     let (backend, identity) = context.open_target(&registry, env, false).await?;
-    let source = read_source(context, &registry, &set, &ledgers, env).await?;
-    let target = read_view(&ledgers, &set, backend.as_ref(), env, identity.known_empty).await?;
+    let source = context.read_source(&registry, &set, &ledgers, env).await?;
+    let target = promote::read_view(
+        &ledgers,
+        &set,
+        backend.as_ref(),
+        &env.name,
+        identity.known_empty,
+    )
+    .await?;
     let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
     let target_drift = promote::drift_gate("target drift", &set, &target, &ignore);
     let names: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();

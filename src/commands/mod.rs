@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use crate::backend::{Backend, BackendError, BackendKind};
 use crate::cli::printer::{Printer, Style};
 use crate::cli::{Cli, Command};
+use crate::core::export::{ExportError, Source, SourceKind};
 use crate::core::migrations::{self, MigrationError, MigrationSet};
+use crate::core::promote::{View, read_view};
 use crate::core::registry::{ConfigError, D1Target, Environment, Registry, Target};
 use crate::credentials::{self, CredentialError, KeyringStore, ProcessEnvironment, Secret};
 use crate::d1::client::{D1Backend, D1Client, D1Config, D1Error, DEFAULT_BASE_URL};
@@ -249,6 +251,67 @@ impl Context {
         Ok((backend, identity))
     }
 
+    /// The source of `env` as a promotion side: the rung below it (one request), or the
+    /// migrations folder for the first rung.
+    pub(crate) async fn read_source(
+        &self,
+        registry: &Registry,
+        set: &MigrationSet,
+        ledgers: &crate::core::ledger::Ledgers,
+        env: &Environment,
+    ) -> anyhow::Result<View> {
+        match registry.rung_before(&env.name) {
+            Some(below) => {
+                let backend = self.backend(registry, below)?;
+                Ok(read_view(ledgers, set, backend.as_ref(), &below.name, false).await?)
+            }
+            None => Ok(View::folder(set)),
+        }
+    }
+
+    /// Opens an env for dumping: a local file that must exist, or a D1 database confirmed with
+    /// Cloudflare (one request).
+    pub(crate) async fn open_source<'a>(
+        &self,
+        registry: &Registry,
+        env: &'a Environment,
+    ) -> anyhow::Result<Source<'a>> {
+        match &env.target {
+            Target::Sqlite(target) => {
+                if !target.path.is_file() {
+                    return Err(UserError::new(
+                        format!(
+                            "env `{}` has no database yet: `{}` does not exist",
+                            env.name,
+                            display_path(&target.path)
+                        ),
+                        format!(
+                            "create it with `d1ctl apply {}`, or check its `path` in environments.toml",
+                            env.name
+                        ),
+                    )
+                    .into());
+                }
+                Ok(Source {
+                    env,
+                    kind: SourceKind::Sqlite(target.path.clone()),
+                    label: display_path(&target.path),
+                })
+            }
+            Target::D1(_) => {
+                let backend = self.d1_backend(registry, env)?;
+                let identity = backend.describe().await.with_context(|| {
+                    format!("could not confirm the database of env `{}`", env.name)
+                })?;
+                Ok(Source {
+                    env,
+                    kind: SourceKind::D1(backend),
+                    label: identity.label,
+                })
+            }
+        }
+    }
+
     /// Prints what an apply did: recovered (lost response, committed) and applied migrations.
     pub(crate) fn report_applied(&self, outcome: &crate::core::apply::ApplyOutcome, env: &str) {
         for name in &outcome.recovered {
@@ -456,6 +519,8 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         } else if let Some(error) = cause.downcast_ref::<D1Error>() {
             error.hint()
         } else if let Some(error) = cause.downcast_ref::<CredentialError>() {
+            error.hint()
+        } else if let Some(error) = cause.downcast_ref::<ExportError>() {
             error.hint()
         } else {
             cause

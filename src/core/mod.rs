@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod checklist;
 pub mod clock;
+pub mod export;
 pub mod ledger;
 pub mod lint;
 pub mod lock;
@@ -13,4 +14,5 @@ pub mod registry;
 pub mod rows;
 pub mod schema;
 pub mod sql;
+pub mod temp;
 pub mod wrangler_config;
