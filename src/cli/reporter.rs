@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::printer::Printer;
+use crate::backend::BackendKind;
+use crate::cli::printer::{Printer, Style};
 use crate::core::apply::ApplyReporter;
 use crate::core::export::ExportReporter;
+use crate::core::rehearse::{Copy, MigrationOutcome, RehearsalReporter, Rehearsed, human_bytes};
 
 /// A bar over the migrations being applied; invisible when stderr is not a terminal or `-q`.
 pub(crate) struct ApplyProgress {
@@ -150,5 +152,77 @@ impl ExportReporter for ExportProgress<'_> {
         {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A rehearsal's progress: the copy and each migration as lines on stderr, D1's export through
+/// [`ExportProgress`].
+pub(crate) struct RehearsalProgress<'a> {
+    printer: &'a Printer,
+    export: ExportProgress<'a>,
+}
+
+impl<'a> RehearsalProgress<'a> {
+    pub(crate) fn new(printer: &'a Printer) -> Self {
+        Self {
+            printer,
+            export: ExportProgress::new(printer),
+        }
+    }
+}
+
+impl ExportReporter for RehearsalProgress<'_> {
+    fn warning(&self, text: &str) {
+        self.export.warning(text);
+    }
+
+    fn detail(&self, text: &str) {
+        self.export.detail(text);
+    }
+
+    fn on_export_start(&self, env: &str) {
+        self.export.on_export_start(env);
+    }
+
+    fn on_export_poll(&self, messages: &[String]) {
+        self.export.on_export_poll(messages);
+    }
+
+    fn on_export_done(&self) {
+        self.export.on_export_done();
+    }
+}
+
+impl RehearsalReporter for RehearsalProgress<'_> {
+    fn on_copy_start(&self, env: &str, kind: BackendKind, size_bytes: Option<u64>) {
+        self.printer.message(&format!(
+            "copying `{env}` ({kind}{}) to a temp file under `.d1ctl/tmp`",
+            size_bytes.map_or_else(String::new, |size| format!(", {}", human_bytes(size)))
+        ));
+    }
+
+    fn on_copy_done(&self, copy: &Copy) {
+        self.printer.message(&format!(
+            "copied ({}, {}, {} ms)",
+            copy.method.replace('_', " "),
+            human_bytes(copy.bytes),
+            copy.duration_ms
+        ));
+    }
+
+    fn on_migration_done(&self, migration: &Rehearsed) {
+        let word = match migration.outcome {
+            MigrationOutcome::Applied => self.printer.paint(Style::Green, "rehearsed"),
+            MigrationOutcome::Failed => self.printer.paint(Style::Red, "failed"),
+            MigrationOutcome::RolledBack => "rolled back".to_owned(),
+            MigrationOutcome::NotAttempted => "not attempted".to_owned(),
+        };
+        self.printer.message(&format!(
+            "{word} {} ({} statement{}, {} ms)",
+            migration.name,
+            migration.statements,
+            if migration.statements == 1 { "" } else { "s" },
+            migration.duration_ms.unwrap_or_default()
+        ));
     }
 }

@@ -11,6 +11,7 @@ pub mod lock;
 pub mod migrations;
 pub mod promote;
 pub mod registry;
+pub mod rehearse;
 pub mod rows;
 pub mod schema;
 pub mod sql;

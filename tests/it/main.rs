@@ -13,6 +13,7 @@ mod files;
 mod init;
 mod keyring;
 mod promote;
+mod rehearse;
 mod release;
 mod sim;
 mod wrangler;

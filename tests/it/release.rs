@@ -216,6 +216,7 @@ fn every_command_has_an_example_in_its_help() {
         "drift",
         "export",
         "pull",
+        "rehearse",
         "lint",
         "checklist",
         "completions",
