@@ -139,12 +139,14 @@ Examples:
                                            every lagging rung, lowest first, up to production
   d1ctl promote --to staging --dry-run     the plan, nothing written
   d1ctl promote --to staging --all-in-one  every pending migration in one atomic unit
+  d1ctl promote --to production --rehearse rehearse on a copy of production's data first
 
 The first rung's source is the migrations folder; every other rung's source is the rung before
 it. Gates (each must pass, or nothing is written): checksums, files, order, ancestry, source
-drift, lint, lock. A rollback point (D1 Time Travel bookmark, or a SQLite backup under
-`.d1ctl/backups/`) is taken before the first write, and the output ends with the exact rollback
-command. A `protected` env asks you to type its name; without a terminal it refuses unless
+drift, lint, lock, and with `--rehearse` the rehearsal (the pending migrations on a copy of the
+target's data: no rows lost, none failed, no foreign key broken). A rollback point (D1 Time
+Travel bookmark, or a SQLite backup under `.d1ctl/backups/`) is taken before the first write,
+and the output ends with the exact rollback command. A `protected` env asks you to type its name; without a terminal it refuses unless
 `--yes` is given (CI=true confirms nothing).")]
     Promote(PromoteArgs),
 
@@ -460,6 +462,11 @@ pub(crate) struct PromoteArgs {
     /// Skip the env's `before` and `after` hooks.
     #[arg(long)]
     pub(crate) no_hooks: bool,
+
+    /// Rehearse the pending migrations on a copy of the target's data first, as a gate: any
+    /// lost row, failed migration or broken foreign key blocks the promotion.
+    #[arg(long)]
+    pub(crate) rehearse: bool,
 }
 
 #[derive(Debug, Args)]

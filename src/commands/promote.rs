@@ -17,6 +17,7 @@ use crate::core::lock::{self, Holder, LockError};
 use crate::core::migrations::MigrationSet;
 use crate::core::promote::{self, Plan, ROLLBACK_TABLE, View};
 use crate::core::registry::{Environment, Registry};
+use crate::core::rehearse::Rehearsal;
 use crate::core::schema::{self, Schema};
 
 #[derive(Serialize)]
@@ -42,6 +43,9 @@ struct RungReport {
     verified: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     messages: Vec<String>,
+    /// With `--rehearse`: the rehearsal behind the `rehearsal` gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rehearsal: Option<Rehearsal>,
 }
 
 pub(crate) async fn plan(args: PromoteArgs, context: &Context) -> anyhow::Result<ExitStatus> {
@@ -148,7 +152,24 @@ async fn promote_rung(
         rollback_command: None,
         verified: None,
         messages: Vec::new(),
+        rehearsal: None,
     };
+    if args.rehearse && !report.plan.pending.is_empty() {
+        // Before anything is written: the gate blocks like any other.
+        let rehearsal = context
+            .rehearse(
+                registry,
+                set,
+                env,
+                &identity,
+                &target,
+                &report.plan,
+                args.all_in_one,
+            )
+            .await?;
+        report.plan.gates.push(rehearsal.gate());
+        report.rehearsal = Some(rehearsal);
+    }
     print_plan(context, &report.plan, env, backend.kind());
 
     if let Some(lease) = target

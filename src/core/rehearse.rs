@@ -23,6 +23,7 @@ use crate::backend::{BackendError, BackendKind, Statement};
 use crate::core::clock::iso8601_now;
 use crate::core::export::{ExportError, ExportReporter, Purpose, SchemaObject, Source, SourceKind};
 use crate::core::migrations::Migration;
+use crate::core::promote::Gate;
 use crate::core::rows::{self, Counts, Loss};
 use crate::core::temp::TempFile;
 use crate::d1::dump::DumpOptions;
@@ -215,6 +216,15 @@ impl RehearsalError {
 }
 
 impl Rehearsal {
+    /// The `rehearsal` gate of `promote --rehearse`.
+    pub fn gate(&self) -> Gate {
+        Gate {
+            name: "rehearsal",
+            passed: self.passed,
+            detail: self.summary(),
+        }
+    }
+
     /// One line for a gate, a checklist or a message.
     pub fn summary(&self) -> String {
         let copy = format!("a copy of `{}`", self.environment);

@@ -1,5 +1,6 @@
-//! `rehearse --to ENV` on a SQLite target and on a D1 target served by the simulator. Every
-//! target holds rows first: a rehearsal of an empty database proves nothing.
+//! `rehearse --to ENV` and `promote --rehearse`, on a SQLite target and on a D1 target served
+//! by the simulator. Every target holds rows first: a rehearsal of an empty database proves
+//! nothing.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -404,6 +405,86 @@ fn all_in_one_rolls_the_whole_unit_back_at_the_first_failure() {
         .map(|m| m["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["applied", "failed"]);
+}
+
+#[test]
+fn promote_rehearse_blocks_a_lossy_promotion_and_writes_nothing() {
+    for kind in [Kind::Sqlite, Kind::D1] {
+        let rig = rig(kind);
+        rig.pending("0002_rebuild_users.sql", REBUILD);
+        let before = rig.target_state();
+        let output = rig.run_ok(
+            &[
+                "promote",
+                "--to",
+                "production",
+                "--rehearse",
+                "--format",
+                "json",
+            ],
+            1,
+        );
+        let rung = &output.json()["rungs"][0];
+        assert_eq!(rung["outcome"], "blocked", "{kind:?}");
+        let gate = rung["plan"]["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "rehearsal")
+            .expect("a rehearsal gate");
+        assert_eq!(gate["passed"], false);
+        assert_eq!(
+            gate["detail"],
+            "rows lost on a copy of `production`: `comments` went from 5 to 0 rows; \
+             `likes.user_id` went from 4 to 0 non-null values; `posts` went from 4 to 0 rows"
+        );
+        assert_eq!(rung["rehearsal"]["outcome"], "rows_lost");
+        assert!(
+            output.stderr.contains("nothing was written"),
+            "{}",
+            output.stderr
+        );
+        assert_eq!(
+            rig.target_state(),
+            before,
+            "{kind:?}: nothing may be written"
+        );
+        if kind == Kind::D1 {
+            assert_eq!(rig.requests(), reads_and_export_only());
+        }
+        assert!(rig.leftovers().is_empty(), "{:?}", rig.leftovers());
+    }
+}
+
+#[test]
+fn promote_rehearse_passes_an_additive_migration_and_applies_it() {
+    for kind in [Kind::Sqlite, Kind::D1] {
+        let rig = rig(kind);
+        rig.pending("0002_bio.sql", ADDITIVE);
+        let output = rig.run_ok(&["promote", "--to", "production", "--rehearse"], 0);
+        assert!(
+            output.stderr.contains(
+                "pass rehearsal     1 migration rehearsed on a copy of `production`: no rows lost"
+            ),
+            "{kind:?}: {}",
+            output.stderr
+        );
+        assert_eq!(
+            rig.target_rows("SELECT name FROM d1_migrations ORDER BY id"),
+            ["0001_schema.sql", "0002_bio.sql"]
+        );
+        assert_eq!(rig.target_rows("SELECT count(*) FROM posts"), ["4"]);
+        // Up to date: nothing to rehearse, no export.
+        if let Some(sim) = &rig.sim {
+            sim.reset_stats();
+        }
+        rig.run_ok(&["promote", "--to", "production", "--rehearse"], 0);
+        assert!(
+            !rig.requests().contains_key("export"),
+            "{:?}",
+            rig.requests()
+        );
+    }
 }
 
 #[test]
