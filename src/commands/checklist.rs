@@ -6,6 +6,7 @@ use crate::commands::{Context, ExitStatus, UserError};
 use crate::core::checklist::{self, Hooks, Rollback, Target, TargetFacts};
 use crate::core::ledger::Ledgers;
 use crate::core::promote;
+use crate::core::rehearse::record;
 
 pub(crate) async fn checklist(
     args: ChecklistArgs,
@@ -36,6 +37,17 @@ pub(crate) async fn checklist(
     let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
     let target_drift = promote::drift_gate("target drift", &set, &target, &ignore);
     let names: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
+    let last = match record::load(&registry.root, &env.name) {
+        Ok(last) => last,
+        Err(error) => {
+            // A damaged record only loses the rehearsal line; the checklist still stands.
+            context
+                .printer
+                .warning(&format!("{error}; showing `{}` as not rehearsed", env.name));
+            None
+        }
+    };
+    let rehearsal = record::check(last.as_ref(), &env.name, &plan.migrations(&set));
     let facts = TargetFacts {
         target: Target {
             environment: env.name.clone(),
@@ -44,6 +56,7 @@ pub(crate) async fn checklist(
             protected: env.protected,
         },
         drift: target_drift,
+        rehearsal,
         rollback: Rollback {
             kind: if backend.kind() == BackendKind::D1 {
                 "bookmark"

@@ -1,6 +1,6 @@
-//! `rehearse --to ENV` and `promote --rehearse`, on a SQLite target and on a D1 target served
-//! by the simulator. Every target holds rows first: a rehearsal of an empty database proves
-//! nothing.
+//! `rehearse --to ENV`, `promote --rehearse` and the checklist's rehearsal line, on a SQLite
+//! target and on a D1 target served by the simulator. Every target holds rows first: a
+//! rehearsal of an empty database proves nothing.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -485,6 +485,76 @@ fn promote_rehearse_passes_an_additive_migration_and_applies_it() {
             rig.requests()
         );
     }
+}
+
+#[test]
+fn the_checklist_shows_the_recorded_rehearsal_of_the_same_migrations_or_offers_one() {
+    let rig = rig(Kind::Sqlite);
+    rig.pending("0002_rebuild_users.sql", REBUILD);
+    let checklist = |code| {
+        rig.run_ok(
+            &["checklist", "--to", "production", "--format", "json"],
+            code,
+        )
+        .json()["rehearsal"]
+            .clone()
+    };
+    let markdown = |code| {
+        rig.run_ok(&["checklist", "--to", "production"], code)
+            .stdout
+    };
+
+    let never = checklist(0);
+    assert_eq!(never["status"], "not_rehearsed");
+    assert_eq!(never["command"], "d1ctl rehearse --to production");
+    assert!(
+        markdown(0).contains(
+            "- [ ] not rehearsed: run `d1ctl rehearse --to production` to apply these migrations to a copy of its data first"
+        )
+    );
+
+    rig.run_ok(&["rehearse", "--to", "production"], 1);
+    let recorded = rig.run_ok(&["checklist", "--to", "production"], 1);
+    insta::assert_snapshot!("checklist_rehearsed", recorded.snapshot(&rig.project));
+    let failed = checklist(1);
+    assert_eq!(failed["status"], "failed");
+    assert!(failed["rehearsed_at"].is_string());
+    let text = markdown(1);
+    assert!(
+        text.contains("- [ ] **BLOCKING** rows lost on a copy of `production`: `comments` went from 5 to 0 rows;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- rehearsal: rows lost on a copy of `production`"),
+        "{text}"
+    );
+
+    // The same name with other contents is another migration: the record no longer counts.
+    rig.project.migration("0002_rebuild_users.sql", ADDITIVE);
+    fs_err::remove_file(rig.project.path("local.sqlite")).unwrap();
+    rig.run_ok(&["promote", "--to", "local"], 0);
+    let outdated = checklist(0);
+    assert_eq!(outdated["status"], "outdated");
+    assert!(
+        outdated["detail"]
+            .as_str()
+            .unwrap()
+            .contains("run `d1ctl rehearse --to production`"),
+        "{outdated}"
+    );
+
+    rig.run_ok(&["rehearse", "--to", "production"], 0);
+    let passed = checklist(0);
+    assert_eq!(passed["status"], "passed");
+    assert_eq!(
+        passed["detail"],
+        "1 migration rehearsed on a copy of `production`: no rows lost"
+    );
+    let text = markdown(0);
+    assert!(
+        text.contains("- [x] 1 migration rehearsed on a copy of `production`: no rows lost"),
+        "{text}"
+    );
 }
 
 #[test]

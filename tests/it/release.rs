@@ -341,6 +341,7 @@ fn json_outputs_have_their_documented_shapes() {
         "source": "string", "ledgers": [{"migration": "string", "source": "string", "target": "string"}],
         "pending": [{"name": "string", "statements": "number", "bytes": "number", "findings": ["any"]}],
         "gates": [{"name": "string", "passed": "bool", "detail": "string"}], "target_drift": {"name": "string", "passed": "bool", "detail": "string"},
+        "rehearsal": {"status": "string", "detail": "string", "command": "string"},
         "rollback": {"kind": "string", "taken": "string", "command": "string"}, "hooks": {"before": ["string"], "after": ["string"]},
         "sign_off": ["string"], "blocking": ["string"], "blocked": "bool"}),
         "checklist",
