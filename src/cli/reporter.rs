@@ -9,7 +9,9 @@ use crate::backend::BackendKind;
 use crate::cli::printer::{Printer, Style};
 use crate::core::apply::ApplyReporter;
 use crate::core::export::ExportReporter;
-use crate::core::rehearse::{Copy, MigrationOutcome, RehearsalReporter, Rehearsed, human_bytes};
+use crate::core::rehearse::{
+    DataCopy, MigrationOutcome, RehearsalReporter, Rehearsed, human_bytes,
+};
 
 /// A bar over the migrations being applied; invisible when stderr is not a terminal or `-q`.
 pub(crate) struct ApplyProgress {
@@ -201,7 +203,7 @@ impl RehearsalReporter for RehearsalProgress<'_> {
         ));
     }
 
-    fn on_copy_done(&self, copy: &Copy) {
+    fn on_copy_done(&self, copy: &DataCopy) {
         self.printer.message(&format!(
             "copied ({}, {}, {} ms)",
             copy.method.replace('_', " "),

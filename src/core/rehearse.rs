@@ -34,7 +34,7 @@ use crate::local::dump::{LoadError, load, open_read_only};
 pub trait RehearsalReporter: ExportReporter {
     /// The copy of `env` starts; `size_bytes` is the database's size as its host reports it.
     fn on_copy_start(&self, _env: &str, _kind: BackendKind, _size_bytes: Option<u64>) {}
-    fn on_copy_done(&self, _copy: &Copy) {}
+    fn on_copy_done(&self, _copy: &DataCopy) {}
     fn on_migration_start(&self, _name: &str) {}
     fn on_migration_done(&self, _migration: &Rehearsed) {}
 }
@@ -72,7 +72,7 @@ pub struct Rehearsal {
     pub all_in_one: bool,
     /// The pending set, in order, with what happened to each.
     pub migrations: Vec<Rehearsed>,
-    pub copy: Copy,
+    pub copy: DataCopy,
     /// Every table before or after, by name.
     pub tables: Vec<TableDelta>,
     /// Tables kept by name that ended with fewer rows or non-null values.
@@ -117,7 +117,7 @@ pub enum MigrationOutcome {
 
 /// How the copy was made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Copy {
+pub struct DataCopy {
     /// `vacuum_into` (a local file), `export` (D1's dump, loaded) or `empty` (no tables).
     pub method: String,
     /// The copy's size; for `export`, the dump's.
@@ -361,7 +361,7 @@ async fn make_copy(
     request: &Request<'_>,
     path: &Path,
     reporter: &dyn RehearsalReporter,
-) -> Result<Copy, RehearsalError> {
+) -> Result<DataCopy, RehearsalError> {
     let started = Instant::now();
     let source = request.source;
     let env = &source.env.name;
@@ -420,7 +420,7 @@ async fn make_copy(
             ("empty", file_size(path))
         }
     };
-    Ok(Copy {
+    Ok(DataCopy {
         method: method.to_owned(),
         bytes,
         duration_ms: millis(started.elapsed()),
@@ -617,7 +617,7 @@ mod tests {
                 outcome: MigrationOutcome::Applied,
                 duration_ms: Some(1),
             }],
-            copy: Copy {
+            copy: DataCopy {
                 method: "export".to_owned(),
                 bytes: 10,
                 duration_ms: 1,
