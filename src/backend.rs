@@ -110,7 +110,7 @@ impl Rows {
 }
 
 /// What kind of database an environment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     Sqlite,
@@ -197,6 +197,8 @@ pub struct Identity {
     pub label: String,
     /// The database certainly has no tables yet (so no ledger to read).
     pub known_empty: bool,
+    /// Its size in bytes as its host reports it (D1's `file_size`, a local file's length).
+    pub size_bytes: Option<u64>,
 }
 
 /// A database d1ctl can read and migrate.
@@ -217,6 +219,7 @@ pub trait Backend: Send + Sync {
         Ok(Identity {
             label: self.location(),
             known_empty: false,
+            size_bytes: None,
         })
     }
 

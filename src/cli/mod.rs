@@ -27,6 +27,7 @@ Examples:
   d1ctl drift prod local                        do production and local have the same schema?
   d1ctl checklist --to production > release.md  the release checklist for the PR
   d1ctl lint                                    what will go wrong on D1
+  d1ctl rehearse --to production                the pending migrations on a copy of its data
 
 Exit codes: 0 ok; 1 something needs your attention (drift, a gate that refuses, a failed
 migration, a lint error); 2 usage, configuration, credential, network or internal error.";
@@ -138,12 +139,14 @@ Examples:
                                            every lagging rung, lowest first, up to production
   d1ctl promote --to staging --dry-run     the plan, nothing written
   d1ctl promote --to staging --all-in-one  every pending migration in one atomic unit
+  d1ctl promote --to production --rehearse rehearse on a copy of production's data first
 
 The first rung's source is the migrations folder; every other rung's source is the rung before
 it. Gates (each must pass, or nothing is written): checksums, files, order, ancestry, source
-drift, lint, lock. A rollback point (D1 Time Travel bookmark, or a SQLite backup under
-`.d1ctl/backups/`) is taken before the first write, and the output ends with the exact rollback
-command. A `protected` env asks you to type its name; without a terminal it refuses unless
+drift, lint, lock, and with `--rehearse` the rehearsal (the pending migrations on a copy of the
+target's data: no rows lost, none failed, no foreign key broken). A rollback point (D1 Time
+Travel bookmark, or a SQLite backup under `.d1ctl/backups/`) is taken before the first write,
+and the output ends with the exact rollback command. A `protected` env asks you to type its name; without a terminal it refuses unless
 `--yes` is given (CI=true confirms nothing).")]
     Promote(PromoteArgs),
 
@@ -213,6 +216,24 @@ Examples:
 The target must be a local (`sqlite`) env that is not protected. Its previous file is kept under
 `.d1ctl/backups/`, and its ledgers end up as the source's.")]
     Pull(PullArgs),
+
+    /// Apply the migrations `promote --to ENV` would apply to a copy of ENV's data, and compare.
+    #[command(after_help = "\
+Examples:
+  d1ctl rehearse --to production               what the promotion does to production's rows
+  d1ctl rehearse --to staging --all-in-one     every pending migration as one atomic unit
+  d1ctl rehearse --to production --format json
+
+The copy is a temp file under `.d1ctl/tmp` (removed afterwards): `VACUUM INTO` of a local env,
+D1's export of a d1 env (D1 serves no queries while an export runs; the size is shown first).
+The migrations run with D1's semantics (foreign keys always on, so a table rebuild cascades to
+its children even inside `PRAGMA defer_foreign_keys`), each as one atomic unit, stopping at the
+first failure. The output lists each table's rows before and after, the columns that lost
+non-null values, `PRAGMA foreign_key_check`, and the time taken. Nothing is written to ENV; the
+result is recorded in `.d1ctl/rehearsals/ENV.json`, which `checklist` shows.
+Exits 0 when nothing was lost, 1 when a table kept by name lost rows or values, a migration
+failed or a foreign key is violated, 2 on a configuration or network error.")]
+    Rehearse(RehearseArgs),
 
     /// Check migrations for what goes wrong on D1: destructive changes, cascades, refused SQL.
     #[command(after_help = "\
@@ -453,6 +474,22 @@ pub(crate) struct PromoteArgs {
     /// Skip the env's `before` and `after` hooks.
     #[arg(long)]
     pub(crate) no_hooks: bool,
+
+    /// Rehearse the pending migrations on a copy of the target's data first, as a gate: any
+    /// lost row, failed migration or broken foreign key blocks the promotion.
+    #[arg(long)]
+    pub(crate) rehearse: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RehearseArgs {
+    /// The environment whose data the pending migrations are rehearsed on (name or alias).
+    #[arg(long = "to", value_name = "ENV")]
+    pub(crate) to: String,
+
+    /// Apply every pending migration as one atomic unit, as `promote --all-in-one` does.
+    #[arg(long)]
+    pub(crate) all_in_one: bool,
 }
 
 #[derive(Debug, Args)]

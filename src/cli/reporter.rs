@@ -1,11 +1,17 @@
 //! indicatif implementations of the progress traits of `core`.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::printer::Printer;
+use crate::backend::BackendKind;
+use crate::cli::printer::{Printer, Style};
 use crate::core::apply::ApplyReporter;
+use crate::core::export::ExportReporter;
+use crate::core::rehearse::{
+    DataCopy, MigrationOutcome, RehearsalReporter, Rehearsed, human_bytes,
+};
 
 /// A bar over the migrations being applied; invisible when stderr is not a terminal or `-q`.
 pub(crate) struct ApplyProgress {
@@ -77,5 +83,156 @@ impl Counter {
 impl Drop for Counter {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// The spinner shown on stderr while D1 prepares an export; each poll's messages become its
+/// text (and `-v` detail lines). Warnings and details of the dump go through the printer.
+pub(crate) struct ExportProgress<'a> {
+    printer: &'a Printer,
+    spinner: Mutex<Option<ProgressBar>>,
+}
+
+impl<'a> ExportProgress<'a> {
+    pub(crate) fn new(printer: &'a Printer) -> Self {
+        Self {
+            printer,
+            spinner: Mutex::new(None),
+        }
+    }
+
+    /// Runs `print` with the spinner (if any) out of the way.
+    fn suspended(&self, print: impl FnOnce()) {
+        match self.spinner.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
+impl ExportReporter for ExportProgress<'_> {
+    fn warning(&self, text: &str) {
+        self.suspended(|| self.printer.warning(text));
+    }
+
+    fn detail(&self, text: &str) {
+        self.suspended(|| self.printer.detail(text));
+    }
+
+    fn on_export_start(&self, env: &str) {
+        // With `-v` the poll messages and request logs are lines of their own instead.
+        let target = if self.printer.verbose() {
+            ProgressDrawTarget::hidden()
+        } else {
+            self.printer.progress_target()
+        };
+        let bar = ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix}: {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("exporting `{env}`"));
+        bar.set_message("starting the export");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Ok(mut spinner) = self.spinner.lock() {
+            *spinner = Some(bar);
+        }
+    }
+
+    fn on_export_poll(&self, messages: &[String]) {
+        if let Ok(spinner) = self.spinner.lock() {
+            for message in messages {
+                match spinner.as_ref() {
+                    Some(bar) => {
+                        bar.suspend(|| self.printer.detail(message));
+                        bar.set_message(message.clone());
+                    }
+                    None => self.printer.detail(message),
+                }
+            }
+        }
+    }
+
+    fn on_export_done(&self) {
+        if let Some(bar) = self
+            .spinner
+            .lock()
+            .ok()
+            .and_then(|mut spinner| spinner.take())
+        {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A rehearsal's progress: the copy and each migration as lines on stderr, D1's export through
+/// [`ExportProgress`].
+pub(crate) struct RehearsalProgress<'a> {
+    printer: &'a Printer,
+    export: ExportProgress<'a>,
+}
+
+impl<'a> RehearsalProgress<'a> {
+    pub(crate) fn new(printer: &'a Printer) -> Self {
+        Self {
+            printer,
+            export: ExportProgress::new(printer),
+        }
+    }
+}
+
+impl ExportReporter for RehearsalProgress<'_> {
+    fn warning(&self, text: &str) {
+        self.export.warning(text);
+    }
+
+    fn detail(&self, text: &str) {
+        self.export.detail(text);
+    }
+
+    fn on_export_start(&self, env: &str) {
+        self.export.on_export_start(env);
+    }
+
+    fn on_export_poll(&self, messages: &[String]) {
+        self.export.on_export_poll(messages);
+    }
+
+    fn on_export_done(&self) {
+        self.export.on_export_done();
+    }
+}
+
+impl RehearsalReporter for RehearsalProgress<'_> {
+    fn on_copy_start(&self, env: &str, kind: BackendKind, size_bytes: Option<u64>) {
+        self.printer.message(&format!(
+            "copying `{env}` ({kind}{}) to a temp file under `.d1ctl/tmp`",
+            size_bytes.map_or_else(String::new, |size| format!(", {}", human_bytes(size)))
+        ));
+    }
+
+    fn on_copy_done(&self, copy: &DataCopy) {
+        self.printer.message(&format!(
+            "copied ({}, {}, {} ms)",
+            copy.method.replace('_', " "),
+            human_bytes(copy.bytes),
+            copy.duration_ms
+        ));
+    }
+
+    fn on_migration_done(&self, migration: &Rehearsed) {
+        let word = match migration.outcome {
+            MigrationOutcome::Applied => self.printer.paint(Style::Green, "rehearsed"),
+            MigrationOutcome::Failed => self.printer.paint(Style::Red, "failed"),
+            MigrationOutcome::RolledBack => "rolled back".to_owned(),
+            MigrationOutcome::NotAttempted => "not attempted".to_owned(),
+        };
+        self.printer.message(&format!(
+            "{word} {} ({} statement{}, {} ms)",
+            migration.name,
+            migration.statements,
+            if migration.statements == 1 { "" } else { "s" },
+            migration.duration_ms.unwrap_or_default()
+        ));
     }
 }

@@ -2,11 +2,11 @@
 
 use crate::backend::BackendKind;
 use crate::cli::{ChecklistArgs, Format};
-use crate::commands::promote::{read_source, read_view};
 use crate::commands::{Context, ExitStatus, UserError};
 use crate::core::checklist::{self, Hooks, Rollback, Target, TargetFacts};
 use crate::core::ledger::Ledgers;
 use crate::core::promote;
+use crate::core::rehearse::record;
 
 pub(crate) async fn checklist(
     args: ChecklistArgs,
@@ -25,11 +25,29 @@ pub(crate) async fn checklist(
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let ignore = ledgers.ignored_tables();
     let (backend, identity) = context.open_target(&registry, env, false).await?;
-    let source = read_source(context, &registry, &set, &ledgers, env).await?;
-    let target = read_view(&ledgers, &set, backend.as_ref(), env, identity.known_empty).await?;
+    let source = context.read_source(&registry, &set, &ledgers, env).await?;
+    let target = promote::read_view(
+        &ledgers,
+        &set,
+        backend.as_ref(),
+        &env.name,
+        identity.known_empty,
+    )
+    .await?;
     let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
     let target_drift = promote::drift_gate("target drift", &set, &target, &ignore);
     let names: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
+    let last = match record::load(&registry.root, &env.name) {
+        Ok(last) => last,
+        Err(error) => {
+            // A damaged record only loses the rehearsal line; the checklist still stands.
+            context
+                .printer
+                .warning(&format!("{error}; showing `{}` as not rehearsed", env.name));
+            None
+        }
+    };
+    let rehearsal = record::check(last.as_ref(), &env.name, &plan.migrations(&set));
     let facts = TargetFacts {
         target: Target {
             environment: env.name.clone(),
@@ -38,6 +56,7 @@ pub(crate) async fn checklist(
             protected: env.protected,
         },
         drift: target_drift,
+        rehearsal,
         rollback: Rollback {
             kind: if backend.kind() == BackendKind::D1 {
                 "bookmark"

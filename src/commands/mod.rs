@@ -7,9 +7,13 @@ use anyhow::Context as _;
 
 use crate::backend::{Backend, BackendError, BackendKind};
 use crate::cli::printer::{Printer, Style};
+use crate::cli::reporter::RehearsalProgress;
 use crate::cli::{Cli, Command};
+use crate::core::export::{ExportError, SchemaObject, Source, SourceKind};
 use crate::core::migrations::{self, MigrationError, MigrationSet};
+use crate::core::promote::{View, read_view};
 use crate::core::registry::{ConfigError, D1Target, Environment, Registry, Target};
+use crate::core::rehearse::{Rehearsal, RehearsalError};
 use crate::credentials::{self, CredentialError, KeyringStore, ProcessEnvironment, Secret};
 use crate::d1::client::{D1Backend, D1Client, D1Config, D1Error, DEFAULT_BASE_URL};
 use crate::local::SqliteBackend;
@@ -27,6 +31,7 @@ mod lock;
 mod new;
 mod promote;
 mod pull;
+mod rehearse;
 mod rollback;
 mod sim;
 mod status;
@@ -249,6 +254,119 @@ impl Context {
         Ok((backend, identity))
     }
 
+    /// The source of `env` as a promotion side: the rung below it (one request), or the
+    /// migrations folder for the first rung.
+    pub(crate) async fn read_source(
+        &self,
+        registry: &Registry,
+        set: &MigrationSet,
+        ledgers: &crate::core::ledger::Ledgers,
+        env: &Environment,
+    ) -> anyhow::Result<View> {
+        match registry.rung_before(&env.name) {
+            Some(below) => {
+                let backend = self.backend(registry, below)?;
+                Ok(read_view(ledgers, set, backend.as_ref(), &below.name, false).await?)
+            }
+            None => Ok(View::folder(set)),
+        }
+    }
+
+    /// Rehearses `plan`'s pending migrations on a copy of `env` (already opened and read as
+    /// `target`) and records the result; reads and (for D1) an export are all it asks of `env`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "what a rehearsal needs of the promotion just planned"
+    )]
+    pub(crate) async fn rehearse(
+        &self,
+        registry: &Registry,
+        set: &MigrationSet,
+        env: &Environment,
+        identity: &crate::backend::Identity,
+        target: &View,
+        plan: &crate::core::promote::Plan,
+        all_in_one: bool,
+    ) -> anyhow::Result<Rehearsal> {
+        let kind = match &env.target {
+            Target::Sqlite(sqlite) => SourceKind::Sqlite(sqlite.path.clone()),
+            Target::D1(_) => SourceKind::D1(self.d1_backend(registry, env)?),
+        };
+        let source = Source {
+            env,
+            kind,
+            label: identity.label.clone(),
+        };
+        let ledgers = crate::core::ledger::Ledgers::new(&registry.project.ledger, set.layout);
+        let ignore = ledgers.ignored_tables();
+        let objects = SchemaObject::from_snapshot(&target.snapshot);
+        let pending = plan.migrations(set);
+        let tmp_dir = crate::core::temp::tmp_dir(registry)
+            .context("could not create `.d1ctl/tmp` for the copy")?;
+        let request = crate::core::rehearse::Request {
+            source: &source,
+            objects: &objects,
+            size_bytes: identity.size_bytes,
+            known_empty: identity.known_empty,
+            rung_below: &plan.source,
+            pending: &pending,
+            all_in_one,
+            ignore: &ignore,
+            tmp_dir: &tmp_dir,
+        };
+        let progress = RehearsalProgress::new(&self.printer);
+        let rehearsal = crate::core::rehearse::rehearse(&request, &progress)
+            .await
+            .with_context(|| format!("could not rehearse on a copy of `{}`", env.name))?;
+        let path = crate::core::rehearse::record::save(&registry.root, &rehearsal)?;
+        self.printer
+            .message(&format!("recorded in `{}`", display_path(&path)));
+        Ok(rehearsal)
+    }
+
+    /// Opens an env for dumping: a local file that must exist, or a D1 database confirmed with
+    /// Cloudflare (one request).
+    pub(crate) async fn open_source<'a>(
+        &self,
+        registry: &Registry,
+        env: &'a Environment,
+    ) -> anyhow::Result<Source<'a>> {
+        match &env.target {
+            Target::Sqlite(target) => {
+                if !target.path.is_file() {
+                    return Err(UserError::new(
+                        format!(
+                            "env `{}` has no database yet: `{}` does not exist",
+                            env.name,
+                            display_path(&target.path)
+                        ),
+                        format!(
+                            "create it with `d1ctl apply {}`, or check its `path` in environments.toml",
+                            env.name
+                        ),
+                    )
+                    .into());
+                }
+                Ok(Source {
+                    env,
+                    kind: SourceKind::Sqlite(target.path.clone()),
+                    label: display_path(&target.path),
+                })
+            }
+            Target::D1(_) => {
+                let backend = self.d1_backend(registry, env)?;
+                let identity = backend.describe().await.with_context(|| {
+                    format!("could not confirm the database of env `{}`", env.name)
+                })?;
+                Ok(Source {
+                    env,
+                    kind: SourceKind::D1(backend),
+                    label: identity.label,
+                })
+            }
+        }
+    }
+
     /// Prints what an apply did: recovered (lost response, committed) and applied migrations.
     pub(crate) fn report_applied(&self, outcome: &crate::core::apply::ApplyOutcome, env: &str) {
         for name in &outcome.recovered {
@@ -437,6 +555,7 @@ pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
         Command::Baseline(args) => baseline::baseline(args, &context).await,
         Command::Init(args) => init::init(&args, &context),
         Command::Lint(args) => lint::lint(args, &context).await,
+        Command::Rehearse(args) => rehearse::rehearse(args, &context).await,
         Command::Checklist(args) => checklist::checklist(args, &context).await,
         Command::Completions(args) => completions(&args, &context),
     };
@@ -492,6 +611,10 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         } else if let Some(error) = cause.downcast_ref::<D1Error>() {
             error.hint()
         } else if let Some(error) = cause.downcast_ref::<CredentialError>() {
+            error.hint()
+        } else if let Some(error) = cause.downcast_ref::<ExportError>() {
+            error.hint()
+        } else if let Some(error) = cause.downcast_ref::<RehearsalError>() {
             error.hint()
         } else {
             cause

@@ -15,12 +15,10 @@ use crate::core::apply::{self, Applied, Extras};
 use crate::core::ledger::{self, Ledgers};
 use crate::core::lock::{self, Holder, LockError};
 use crate::core::migrations::MigrationSet;
-use crate::core::promote::{self, Plan, View};
+use crate::core::promote::{self, Plan, ROLLBACK_TABLE, View};
 use crate::core::registry::{Environment, Registry};
+use crate::core::rehearse::Rehearsal;
 use crate::core::schema::{self, Schema};
-
-/// d1ctl's record of the rollback points it took, written with the first migration.
-pub(crate) const ROLLBACK_TABLE: &str = "_d1ctl_rollback_points";
 
 #[derive(Serialize)]
 struct RungReport {
@@ -45,6 +43,9 @@ struct RungReport {
     verified: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     messages: Vec<String>,
+    /// With `--rehearse`: the rehearsal behind the `rehearsal` gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rehearsal: Option<Rehearsal>,
 }
 
 pub(crate) async fn plan(args: PromoteArgs, context: &Context) -> anyhow::Result<ExitStatus> {
@@ -106,55 +107,6 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
     Ok(status)
 }
 
-/// The source of `env`: the rung below it, or the migrations folder for the first rung.
-pub(crate) async fn read_source(
-    context: &Context,
-    registry: &Registry,
-    set: &MigrationSet,
-    ledgers: &Ledgers,
-    env: &Environment,
-) -> anyhow::Result<View> {
-    match registry.rung_before(&env.name) {
-        Some(below) => {
-            let backend = context.backend(registry, below)?;
-            read_view(ledgers, set, backend.as_ref(), below, false).await
-        }
-        None => Ok(View::folder(set)),
-    }
-}
-
-/// Reads an env as a promotion side: statuses, schema and lock in one request.
-pub(crate) async fn read_view(
-    ledgers: &Ledgers,
-    set: &MigrationSet,
-    backend: &dyn Backend,
-    env: &Environment,
-    known_empty: bool,
-) -> anyhow::Result<View> {
-    if known_empty {
-        return Ok(View {
-            name: env.name.clone(),
-            state: ledger::LedgerState::default(),
-            statuses: ledger::compare(set, &ledger::LedgerState::default(), set.layout),
-            snapshot: schema::Snapshot::default(),
-            lock: None,
-            is_folder: false,
-        });
-    }
-    let read = ledgers
-        .read_with_schema(backend, true)
-        .await
-        .with_context(|| format!("could not read env `{}`", env.name))?;
-    Ok(View {
-        name: env.name.clone(),
-        statuses: ledger::compare(set, &read.state, set.layout),
-        state: read.state,
-        snapshot: read.snapshot,
-        lock: read.lock,
-        is_folder: false,
-    })
-}
-
 #[expect(
     clippy::too_many_lines,
     reason = "one promotion, step by step, reads best in one place"
@@ -172,8 +124,15 @@ async fn promote_rung(
     let ignore = ledgers.ignored_tables();
     let (backend, identity) = context.open_target(registry, env, true).await?;
 
-    let source = read_source(context, registry, set, &ledgers, env).await?;
-    let target = read_view(&ledgers, set, backend.as_ref(), env, identity.known_empty).await?;
+    let source = context.read_source(registry, set, &ledgers, env).await?;
+    let target = promote::read_view(
+        &ledgers,
+        set,
+        backend.as_ref(),
+        &env.name,
+        identity.known_empty,
+    )
+    .await?;
     let plan = promote::plan(set, &source, &target, backend.kind(), &ignore, None);
     let mut report = RungReport {
         environment: env.name.clone(),
@@ -193,7 +152,24 @@ async fn promote_rung(
         rollback_command: None,
         verified: None,
         messages: Vec::new(),
+        rehearsal: None,
     };
+    if args.rehearse && !report.plan.pending.is_empty() {
+        // Before anything is written: the gate blocks like any other.
+        let rehearsal = context
+            .rehearse(
+                registry,
+                set,
+                env,
+                &identity,
+                &target,
+                &report.plan,
+                args.all_in_one,
+            )
+            .await?;
+        report.plan.gates.push(rehearsal.gate());
+        report.rehearsal = Some(rehearsal);
+    }
     print_plan(context, &report.plan, env, backend.kind());
 
     if let Some(lease) = target

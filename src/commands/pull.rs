@@ -16,11 +16,13 @@ use serde::Serialize;
 use crate::backend::BackendKind;
 use crate::cli::PullArgs;
 use crate::cli::printer::Style;
-use crate::commands::export::{Purpose, Source, TempFile, tmp_dir};
+use crate::cli::reporter::ExportProgress;
 use crate::commands::{Context, ExitStatus, UserError, display_path, plural};
 use crate::core::clock::iso8601_now;
+use crate::core::export::Purpose;
 use crate::core::ledger::{D1CTL_TABLE, DRIZZLE_TABLE};
 use crate::core::registry::{Environment, Registry, Target};
+use crate::core::temp::{TempFile, tmp_dir};
 use crate::d1::dump::DumpOptions;
 use crate::local::dump::{load, open_read_only};
 
@@ -48,7 +50,7 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
         &display_path(&target_path),
     ));
 
-    let source = Source::open(context, &registry, source_env).await?;
+    let source = context.open_source(&registry, source_env).await?;
     printer.message(&format!(
         "{} {} ({}, {}{})",
         printer.paint(Style::Bold, "source:"),
@@ -68,14 +70,15 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
     }
 
     let options = DumpOptions::default();
-    source.check(context, &options, Purpose::Pull).await?;
+    let progress = ExportProgress::new(printer);
+    source.check(&progress, &options, Purpose::Pull).await?;
     let dump = TempFile::new(
         &tmp_dir(&registry)?,
         &format!("pull-{}", file_safe(&source_env.name)),
         "sql",
     );
     let bytes = source
-        .dump_to_file(context, &options, dump.path(), Purpose::Pull)
+        .dump_to_file(&progress, &options, dump.path(), Purpose::Pull)
         .await?;
     printer.detail(&format!(
         "dumped `{}` ({bytes} bytes) to `{}`",

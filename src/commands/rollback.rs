@@ -5,9 +5,9 @@ use anyhow::Context as _;
 use crate::backend::{Backend, Statement};
 use crate::cli::printer::Style;
 use crate::cli::{RollbackArgs, StatusArgs};
-use crate::commands::promote::ROLLBACK_TABLE;
 use crate::commands::{Context, ExitStatus, UserError, confirm, status};
 use crate::core::lock;
+use crate::core::promote::ROLLBACK_TABLE;
 
 pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::Result<ExitStatus> {
     let printer = &context.printer;

@@ -9,6 +9,7 @@ use crate::core::ledger::State;
 use crate::core::lint::{Finding, Severity};
 use crate::core::lock::Lease;
 use crate::core::promote::{Gate, Plan, View};
+use crate::core::rehearse::record::RehearsalCheck;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Checklist {
@@ -19,6 +20,8 @@ pub struct Checklist {
     pub pending: Vec<PendingItem>,
     pub gates: Vec<Gate>,
     pub target_drift: Gate,
+    /// The last rehearsal of this pending set, or the command that makes one.
+    pub rehearsal: RehearsalCheck,
     pub lock: Option<Lease>,
     pub rollback: Rollback,
     pub hooks: Hooks,
@@ -83,6 +86,7 @@ fn state_word(view: &View, name: &str) -> String {
 pub struct TargetFacts {
     pub target: Target,
     pub drift: Gate,
+    pub rehearsal: RehearsalCheck,
     pub rollback: Rollback,
     pub hooks: Hooks,
 }
@@ -98,6 +102,7 @@ pub fn build(
     let TargetFacts {
         target,
         drift: target_drift,
+        rehearsal,
         rollback,
         hooks,
     } = facts;
@@ -133,6 +138,9 @@ pub fn build(
     if !target_drift.passed {
         blocking.push(format!("target drift: {}", target_drift.detail));
     }
+    if rehearsal.blocks() {
+        blocking.push(format!("rehearsal: {}", rehearsal.detail));
+    }
     let sign_off = if target.protected {
         vec![
             "The migrations above were reviewed".to_owned(),
@@ -151,6 +159,7 @@ pub fn build(
         pending,
         gates: plan.gates.clone(),
         target_drift,
+        rehearsal,
         lock: target_view.lock.clone(),
         rollback,
         hooks,
@@ -257,6 +266,34 @@ pub fn render_markdown(checklist: &Checklist) -> String {
             gate.name,
             gate.detail
         );
+    }
+
+    let _ = writeln!(
+        out,
+        "\n### Rehearsal on a copy of `{}`\n",
+        target.environment
+    );
+    let rehearsal = &checklist.rehearsal;
+    match rehearsal.status {
+        "nothing_pending" => out.push_str("Nothing to rehearse.\n"),
+        "passed" | "failed" => {
+            let _ = writeln!(
+                out,
+                "- {} {}{} (rehearsed {}, {} ms)",
+                check(rehearsal.status == "passed"),
+                if rehearsal.blocks() {
+                    "**BLOCKING** "
+                } else {
+                    ""
+                },
+                rehearsal.detail,
+                rehearsal.rehearsed_at.as_deref().unwrap_or("-"),
+                rehearsal.duration_ms.unwrap_or_default()
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "- [ ] {}", rehearsal.detail);
+        }
     }
 
     out.push_str("\n### Ledgers\n\n");

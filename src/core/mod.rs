@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod checklist;
 pub mod clock;
+pub mod export;
 pub mod fix;
 pub mod fk;
 pub mod guard;
@@ -13,8 +14,10 @@ pub mod lock;
 pub mod migrations;
 pub mod promote;
 pub mod registry;
+pub mod rehearse;
 pub mod rows;
 pub mod schema;
 pub mod seed;
 pub mod sql;
+pub mod temp;
 pub mod wrangler_config;

@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use crate::backend::BackendKind;
-use crate::core::ledger::{LedgerState, MigrationStatus, State};
+use crate::backend::{Backend, BackendError, BackendKind};
+use crate::core::ledger::{self, LedgerState, Ledgers, MigrationStatus, State};
 use crate::core::lock::Lease;
 use crate::core::migrations::{Migration, MigrationSet};
 use crate::core::schema::{self, Schema, Snapshot};
@@ -53,6 +53,53 @@ impl View {
             .map(|s| s.name.as_str())
             .collect()
     }
+}
+
+/// d1ctl's record of the rollback points a promotion took, written with its first migration.
+pub const ROLLBACK_TABLE: &str = "_d1ctl_rollback_points";
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not read env `{env}`")]
+pub struct ReadError {
+    pub env: String,
+    #[source]
+    pub source: BackendError,
+}
+
+/// Reads an env as a promotion side: statuses, schema and lock in one request (none when the
+/// database is known to be empty).
+pub async fn read_view(
+    ledgers: &Ledgers,
+    set: &MigrationSet,
+    backend: &dyn Backend,
+    env: &str,
+    known_empty: bool,
+) -> Result<View, ReadError> {
+    if known_empty {
+        return Ok(View {
+            name: env.to_owned(),
+            state: LedgerState::default(),
+            statuses: ledger::compare(set, &LedgerState::default(), set.layout),
+            snapshot: Snapshot::default(),
+            lock: None,
+            is_folder: false,
+        });
+    }
+    let read = ledgers
+        .read_with_schema(backend, true)
+        .await
+        .map_err(|source| ReadError {
+            env: env.to_owned(),
+            source,
+        })?;
+    Ok(View {
+        name: env.to_owned(),
+        statuses: ledger::compare(set, &read.state, set.layout),
+        state: read.state,
+        snapshot: read.snapshot,
+        lock: read.lock,
+        is_folder: false,
+    })
 }
 
 /// A check that must pass before anything is written.

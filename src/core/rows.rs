@@ -110,7 +110,7 @@ pub fn count_all(connection: &Connection, ignore: &[&str]) -> rusqlite::Result<C
 }
 
 /// Rows or non-null values a table kept by name has fewer of afterwards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Loss {
     pub table: String,
     /// `None` for rows; the column whose non-null values dropped otherwise.

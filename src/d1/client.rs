@@ -675,6 +675,7 @@ impl Backend for D1Backend {
         Ok(Identity {
             label: format!("{} {}", details.name, details.uuid),
             known_empty: details.num_tables == Some(0),
+            size_bytes: details.file_size,
         })
     }
 }

@@ -181,6 +181,7 @@ impl Backend for SqliteBackend {
         Ok(Identity {
             label: self.location(),
             known_empty: !self.path.exists(),
+            size_bytes: fs_err::metadata(&self.path).ok().map(|m| m.len()),
         })
     }
 

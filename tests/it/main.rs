@@ -14,6 +14,7 @@ mod init;
 mod keyring;
 mod lint_fix;
 mod promote;
+mod rehearse;
 mod release;
 mod rows;
 mod sim;
