@@ -49,9 +49,9 @@ impl Snapshot {
         }
     }
 
-    fn read(connection: &Connection) -> rusqlite::Result<Self> {
-        let mut statement = connection
-            .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")?;
+    /// The snapshot of a database this process holds open.
+    pub fn read(connection: &Connection) -> rusqlite::Result<Self> {
+        let mut statement = connection.prepare(&snapshot_statement().sql)?;
         let objects = statement
             .query_map([], |row| {
                 Ok(RawObject {

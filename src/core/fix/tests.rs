@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::verify::{applied_statements, snapshot_of};
+use super::verify::applied_statements;
 use super::*;
 use crate::core::{rows, sql};
 
@@ -65,12 +65,12 @@ fn run(connection: &mut Connection, text: &str, layout: Layout) {
 }
 
 fn fix(schema_sql: &str, text: &str, layout: Layout) -> Result<Fixed, FixError> {
-    let before = snapshot_of(&database(schema_sql, "")).unwrap();
+    let before = Snapshot::read(&database(schema_sql, "")).unwrap();
     family_rebuild(&before, text, layout)
 }
 
 fn schema_of(connection: &Connection) -> Schema {
-    Schema::build(&snapshot_of(connection).unwrap(), &[]).unwrap()
+    Schema::build(&Snapshot::read(connection).unwrap(), &[]).unwrap()
 }
 
 /// Every row of `table`, in key order, as text.

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::FixError;
 use crate::backend::Statement;
 use crate::core::migrations::Layout;
-use crate::core::schema::{self, RawObject, Schema, SchemaError, Snapshot};
+use crate::core::schema::{self, Schema, SchemaError, Snapshot};
 use crate::core::sql;
 
 /// The statements of `text` as d1ctl applies them.
@@ -55,22 +55,6 @@ pub(super) fn shadow(before: &Snapshot) -> Result<Connection, FixError> {
     Ok(connection)
 }
 
-pub(super) fn snapshot_of(connection: &Connection) -> rusqlite::Result<Snapshot> {
-    let mut statement =
-        connection.prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")?;
-    let objects = statement
-        .query_map([], |row| {
-            Ok(RawObject {
-                kind: row.get(0)?,
-                name: row.get(1)?,
-                table: row.get(2)?,
-                sql: row.get(3)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Snapshot { objects })
-}
-
 /// The rewrite runs where the original runs, ends in the schema the original ends in, and
 /// leaves no foreign key dangling.
 pub(super) fn verify(
@@ -96,8 +80,8 @@ pub(super) fn verify(
             row.get(0)
         })?;
     let (want, got) = (
-        Schema::build(&snapshot_of(&intended)?, &[])?,
-        Schema::build(&snapshot_of(&rewritten)?, &[])?,
+        Schema::build(&Snapshot::read(&intended)?, &[])?,
+        Schema::build(&Snapshot::read(&rewritten)?, &[])?,
     );
     if dangling > 0 || want != got {
         let changes: Vec<String> = schema::diff(&want, &got)

@@ -85,16 +85,7 @@ impl DataShadow {
             if named {
                 continue;
             }
-            let what = match &loss.column {
-                None => format!(
-                    "`{}` went from {} to {} rows",
-                    loss.table, loss.before, loss.after
-                ),
-                Some(column) => format!(
-                    "`{}.{column}` went from {} to {} non-null values",
-                    loss.table, loss.before, loss.after
-                ),
-            };
+            let what = loss.to_string();
             found.push(Finding {
                 table: Some(loss.table.clone()),
                 ..finding(

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::backend::Statement;
 use crate::core::migrations::Migration;
-use crate::core::schema::{self, Change, Schema, Snapshot};
+use crate::core::schema::{Change, Schema, Snapshot};
 use crate::core::sql;
 use cascade::CascadeWatch;
 use effects::effect_findings;
@@ -280,22 +280,7 @@ fn run_watched(
 }
 
 pub(crate) fn read_schema(connection: &Connection, ignore: &[&str]) -> Option<Schema> {
-    let mut statement = connection
-        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY rowid")
-        .ok()?;
-    let objects = statement
-        .query_map([], |row| {
-            Ok(schema::RawObject {
-                kind: row.get(0)?,
-                name: row.get(1)?,
-                table: row.get(2)?,
-                sql: row.get(3)?,
-            })
-        })
-        .ok()?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .ok()?;
-    Schema::build(&Snapshot { objects }, ignore).ok()
+    Schema::build(&Snapshot::read(connection).ok()?, ignore).ok()
 }
 
 fn finding(
