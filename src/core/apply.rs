@@ -207,6 +207,7 @@ pub async fn apply(
             );
         }
         statements.extend(unit_guard.closing());
+        let ledger_start = statements.len();
         statements.append(&mut first_ledgers);
         for migration in unit {
             statements.extend(ledgers.record_statements(migration, state, applied_by, None));
@@ -264,7 +265,7 @@ pub async fn apply(
                     migration: failed.name.clone(),
                     statement: located.map(|(_, i)| i + 1),
                     line: located.map(|(migration, i)| migration.statements[i].line),
-                    in_ledger: index.is_some() && located.is_none() && row_guard.is_none(),
+                    in_ledger: index.is_some_and(|i| i >= ledger_start) && row_guard.is_none(),
                     error,
                     not_attempted: pending[failed_at + 1..]
                         .iter()
