@@ -469,3 +469,27 @@ fn promote_refuses_what_loses_rows_and_applies_what_keeps_them() {
         }
     }
 }
+
+#[test]
+fn the_guard_holds_in_sql_request_mode() {
+    let case = Case::new(Backend::D1, FAMILY, SEED);
+    let config = fs_err::read_to_string(case.project.path("environments.toml")).unwrap();
+    case.project
+        .config(&format!("{config}request_mode = \"sql\"\n"));
+    case.project
+        .migration("0002_change.sql", &deferred(REBUILD));
+    let output = case.run_ok(&["apply", "target"], 1);
+    assert!(
+        output
+            .stderr
+            .contains("the row guard stopped `0002_change.sql`"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(case.state(), SEEDED);
+    case.project.migration("0002_change.sql", FAMILY_REBUILD);
+    case.run_ok(&["apply", "target"], 0);
+    let mut after: Vec<String> = SEEDED[..4].iter().map(|s| (*s).to_owned()).collect();
+    after.push("ledger: 0001_family.sql, 0002_change.sql".to_owned());
+    assert_eq!(case.state(), after);
+}
