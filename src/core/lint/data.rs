@@ -15,41 +15,46 @@ use rusqlite::Connection;
 use super::{Finding, finding, run_watched};
 use crate::core::guard::{self, RowChange};
 use crate::core::migrations::Migration;
-use crate::core::rows::{self, Counts};
+use crate::core::rows;
 use crate::core::{schema, seed};
 
 /// Rows given to every table of the copy.
 const ROWS_PER_TABLE: usize = 3;
 
-/// A copy of the shadow with rows, before the migration.
+/// A copy of the shadow that holds rows. It follows the migrations as the shadow does, so the
+/// rows seeded before one migration are still there for the next: only tables that are empty
+/// (new, or emptied) are seeded again.
 pub(super) struct DataShadow {
     connection: Connection,
-    before: Counts,
-    not_seeded: Vec<(String, String)>,
 }
 
 impl DataShadow {
-    /// Copies `shadow` and seeds the copy; `None` when SQLite cannot make the copy.
-    pub(super) fn prepare(shadow: &Connection, ignore: &[&str]) -> Option<Self> {
+    /// Copies `shadow`; `None` when SQLite cannot make the copy.
+    pub(super) fn copy_of(shadow: &Connection) -> Option<Self> {
         let mut connection = Connection::open_in_memory().ok()?;
         rusqlite::backup::Backup::new(shadow, &mut connection)
             .ok()?
             .run_to_completion(1024, Duration::ZERO, None)
             .ok()?;
         crate::local::configure(&connection).ok()?;
-        let report = seed::seed(&connection, ignore, ROWS_PER_TABLE);
-        let before = rows::count_all(&connection, ignore).ok()?;
-        Some(Self {
-            connection,
-            before,
-            not_seeded: report.not_seeded,
-        })
+        Some(Self { connection })
     }
 
-    /// Runs `migration` on the copy and says what rows revealed.
-    pub(super) fn findings(mut self, migration: &Migration, ignore: &[&str]) -> Vec<Finding> {
-        let mut found: Vec<Finding> = self
-            .not_seeded
+    /// Runs a migration that is not linted, to stay in step; false when it failed here (the
+    /// copy is then out of step and must be made again).
+    pub(super) fn follow(&mut self, migration: &Migration, ignore: &[&str]) -> bool {
+        run_watched(&mut self.connection, migration, None, ignore).is_ok()
+    }
+
+    /// Seeds the empty tables, runs `migration` and says what rows revealed; the flag is false
+    /// when the migration failed here (the copy is then out of step).
+    pub(super) fn check(&mut self, migration: &Migration, ignore: &[&str]) -> (Vec<Finding>, bool) {
+        let report = seed::seed(&self.connection, ignore, ROWS_PER_TABLE);
+        let Ok(before) = rows::count_all(&self.connection, ignore) else {
+            return (Vec::new(), false);
+        };
+        let not_seeded = report.not_seeded;
+        let mut found: Vec<Finding> = not_seeded
             .iter()
             .map(|(table, reason)| Finding {
                 table: Some(table.clone()),
@@ -73,13 +78,13 @@ impl DataShadow {
                 ),
                 fix_for(failure.extended_code),
             ));
-            return found;
+            return (found, false);
         }
         let Ok(after) = rows::count_all(&self.connection, ignore) else {
-            return found;
+            return (found, true);
         };
         let (rows_named, values_named) = named(migration);
-        for loss in rows::losses(&self.before, &after) {
+        for loss in rows::losses(&before, &after) {
             let named = rows_named.contains(&loss.table)
                 || (loss.column.is_some() && values_named.contains(&loss.table));
             if named {
@@ -104,7 +109,7 @@ impl DataShadow {
             });
         }
         found.extend(dangling(&self.connection, migration));
-        found
+        (found, true)
     }
 }
 

@@ -183,6 +183,8 @@ pub type RowCounts = BTreeMap<String, i64>;
 /// migrations of `all` that come before it.
 pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding> {
     let mut findings = Vec::new();
+    // The copy with rows, made when the first linted migration comes.
+    let mut data: Option<data::DataShadow> = None;
     let Ok(mut shadow) = Connection::open_in_memory() else {
         return findings;
     };
@@ -197,27 +199,32 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
             None
         };
         let mut watch = linted.then(CascadeWatch::default);
-        let data = if linted {
-            data::DataShadow::prepare(&shadow, ignore)
-        } else {
-            None
-        };
+        if linted && data.is_none() {
+            data = data::DataShadow::copy_of(&shadow);
+        }
         let applied = run_watched(&mut shadow, migration, watch.as_mut(), ignore);
         if !linted {
+            if applied.is_err() || data.as_mut().is_some_and(|d| !d.follow(migration, ignore)) {
+                data = None;
+            }
             continue;
         }
         let mut found = statement_findings(migration);
         match (&applied, before) {
-            (Err(failure), _) => found.push(finding(
-                "LT001",
-                migration,
-                failure.line,
-                format!(
-                    "fails when applied to the schema before it: {}",
-                    failure.message
-                ),
-                "fix the SQL; `d1ctl apply` on a local env shows the failing statement".to_owned(),
-            )),
+            (Err(failure), _) => {
+                data = None;
+                found.push(finding(
+                    "LT001",
+                    migration,
+                    failure.line,
+                    format!(
+                        "fails when applied to the schema before it: {}",
+                        failure.message
+                    ),
+                    "fix the SQL; `d1ctl apply` on a local env shows the failing statement"
+                        .to_owned(),
+                ));
+            }
             (Ok(()), Some(before)) => {
                 if let Some(after) = read_schema(&shadow, ignore) {
                     if let Some(watch) = watch {
@@ -225,11 +232,19 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
                     }
                     found.extend(effect_findings(migration, &before, &after));
                 }
-                if let Some(data) = data {
-                    found.extend(data.findings(migration, ignore));
+                if let Some(copy) = data.as_mut() {
+                    let (revealed, in_step) = copy.check(migration, ignore);
+                    found.extend(revealed);
+                    if !in_step {
+                        data = None;
+                    }
                 }
             }
-            (Ok(()), None) => {}
+            (Ok(()), None) => {
+                if data.as_mut().is_some_and(|d| !d.follow(migration, ignore)) {
+                    data = None;
+                }
+            }
         }
         apply_waivers(migration, &mut found);
         findings.extend(found);
