@@ -2,7 +2,7 @@
 
 use crate::backend::BackendKind;
 use crate::cli::{ChecklistArgs, Format};
-use crate::commands::{Context, ExitStatus, UserError};
+use crate::commands::{Context, ExitStatus, Rung, UserError};
 use crate::core::checklist::{self, Hooks, Rollback, Target, TargetFacts};
 use crate::core::ledger::Ledgers;
 use crate::core::promote;
@@ -24,17 +24,15 @@ pub(crate) async fn checklist(
     }
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let ignore = ledgers.ignored_tables();
-    let (backend, identity) = context.open_target(&registry, env, false).await?;
-    let source = context.read_source(&registry, &set, &ledgers, env).await?;
-    let target = promote::read_view(
-        &ledgers,
-        &set,
-        backend.as_ref(),
-        &env.name,
-        identity.known_empty,
-    )
-    .await?;
-    let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
+    let Rung {
+        backend,
+        identity,
+        source,
+        target,
+        plan,
+    } = context
+        .read_rung(&registry, &set, &ledgers, env, false)
+        .await?;
     let target_drift = promote::drift_gate("target drift", &set, &target, &ignore);
     let names: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
     let last = match record::load(&registry.root, &env.name) {

@@ -254,6 +254,43 @@ impl Context {
         Ok((backend, identity))
     }
 
+    /// Opens `env` and reads both sides of its rung, then plans it: what `plan`, `promote`,
+    /// `rehearse` and `checklist` all start from.
+    pub(crate) async fn read_rung(
+        &self,
+        registry: &Registry,
+        set: &MigrationSet,
+        ledgers: &crate::core::ledger::Ledgers,
+        env: &Environment,
+        announce: bool,
+    ) -> anyhow::Result<Rung> {
+        let (backend, identity) = self.open_target(registry, env, announce).await?;
+        let source = self.read_source(registry, set, ledgers, env).await?;
+        let target = read_view(
+            ledgers,
+            set,
+            backend.as_ref(),
+            &env.name,
+            identity.known_empty,
+        )
+        .await?;
+        let plan = crate::core::promote::plan(
+            set,
+            &source,
+            &target,
+            backend.kind(),
+            &ledgers.ignored_tables(),
+            None,
+        );
+        Ok(Rung {
+            backend,
+            identity,
+            source,
+            target,
+            plan,
+        })
+    }
+
     /// The source of `env` as a promotion side: the rung below it (one request), or the
     /// migrations folder for the first rung.
     pub(crate) async fn read_source(
@@ -399,6 +436,15 @@ impl Context {
             if env.protected { ", protected" } else { "" }
         )
     }
+}
+
+/// A rung as read before anything is written: its target, both sides, and the plan.
+pub(crate) struct Rung {
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) identity: crate::backend::Identity,
+    pub(crate) source: View,
+    pub(crate) target: View,
+    pub(crate) plan: crate::core::promote::Plan,
 }
 
 /// Who applies: recorded in d1ctl's ledger.

@@ -10,12 +10,12 @@ use crate::backend::{Backend, BackendKind, RollbackPoint, Statement, Value};
 use crate::cli::PromoteArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::ApplyProgress;
-use crate::commands::{Context, ExitStatus, UserError, actor, confirm, display_path, plural};
+use crate::commands::{Context, ExitStatus, Rung, UserError, actor, confirm, display_path, plural};
 use crate::core::apply::{self, Applied, Extras};
 use crate::core::ledger::{self, Ledgers};
 use crate::core::lock::{self, Holder, LockError};
 use crate::core::migrations::MigrationSet;
-use crate::core::promote::{self, Plan, ROLLBACK_TABLE, View};
+use crate::core::promote::{Plan, ROLLBACK_TABLE, View};
 use crate::core::registry::{Environment, Registry};
 use crate::core::rehearse::Rehearsal;
 use crate::core::schema::{self, Schema};
@@ -122,18 +122,15 @@ async fn promote_rung(
     let printer = &context.printer;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let ignore = ledgers.ignored_tables();
-    let (backend, identity) = context.open_target(registry, env, true).await?;
-
-    let source = context.read_source(registry, set, &ledgers, env).await?;
-    let target = promote::read_view(
-        &ledgers,
-        set,
-        backend.as_ref(),
-        &env.name,
-        identity.known_empty,
-    )
-    .await?;
-    let plan = promote::plan(set, &source, &target, backend.kind(), &ignore, None);
+    let Rung {
+        backend,
+        identity,
+        source,
+        target,
+        plan,
+    } = context
+        .read_rung(registry, set, &ledgers, env, true)
+        .await?;
     let mut report = RungReport {
         environment: env.name.clone(),
         backend: backend.kind(),

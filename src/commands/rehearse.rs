@@ -7,9 +7,8 @@ use serde::Serialize;
 
 use crate::cli::RehearseArgs;
 use crate::cli::printer::{Printer, Style};
-use crate::commands::{Context, ExitStatus, UserError, plural};
+use crate::commands::{Context, ExitStatus, Rung, UserError, plural};
 use crate::core::ledger::Ledgers;
-use crate::core::promote;
 use crate::core::rehearse::{MigrationOutcome, Rehearsal};
 
 /// `--format json` when nothing is pending: the same keys a rehearsal has, nothing rehearsed.
@@ -38,18 +37,15 @@ pub(crate) async fn rehearse(args: RehearseArgs, context: &Context) -> anyhow::R
         .into());
     }
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let ignore = ledgers.ignored_tables();
-    let (backend, identity) = context.open_target(&registry, env, false).await?;
-    let source = context.read_source(&registry, &set, &ledgers, env).await?;
-    let target = promote::read_view(
-        &ledgers,
-        &set,
-        backend.as_ref(),
-        &env.name,
-        identity.known_empty,
-    )
-    .await?;
-    let plan = promote::plan(&set, &source, &target, backend.kind(), &ignore, None);
+    let Rung {
+        backend,
+        identity,
+        target,
+        plan,
+        ..
+    } = context
+        .read_rung(&registry, &set, &ledgers, env, false)
+        .await?;
     printer.message(&format!(
         "{} `{}` ← `{}`: {} pending, on a copy of `{}` ({}, {})",
         printer.paint(Style::Bold, "rehearsal:"),
