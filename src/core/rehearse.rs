@@ -464,7 +464,7 @@ fn apply_and_compare(
 ) -> Result<Applied, String> {
     let sqlite = |error: rusqlite::Error| error.to_string();
     let before = rows::count_all(connection, request.ignore).map_err(sqlite)?;
-    let fk_before = compare::foreign_key_check(connection).map_err(sqlite)?;
+    let fk_before = rows::foreign_key_violations(connection).map_err(sqlite)?;
     let mut migrations: Vec<Rehearsed> = request
         .pending
         .iter()
@@ -532,7 +532,7 @@ fn apply_and_compare(
         }
     }
     let after = rows::count_all(connection, request.ignore).map_err(sqlite)?;
-    let fk_after = compare::foreign_key_check(connection).map_err(sqlite)?;
+    let fk_after = rows::foreign_key_violations(connection).map_err(sqlite)?;
     Ok(Applied {
         migrations,
         before,

@@ -109,6 +109,21 @@ pub fn count_all(connection: &Connection, ignore: &[&str]) -> rusqlite::Result<C
     Ok(counts)
 }
 
+/// `PRAGMA foreign_key_check`, counted per child table and parent (streamed, not collected).
+pub fn foreign_key_violations(
+    connection: &Connection,
+) -> rusqlite::Result<BTreeMap<(String, String), i64>> {
+    let mut found = BTreeMap::new();
+    let mut statement = connection.prepare("PRAGMA foreign_key_check")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let table: String = row.get(0)?;
+        let parent: String = row.get(2)?;
+        *found.entry((table, parent)).or_default() += 1;
+    }
+    Ok(found)
+}
+
 /// Rows or non-null values a table kept by name has fewer of afterwards.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Loss {

@@ -134,30 +134,12 @@ fn named(migration: &Migration) -> (BTreeSet<String>, BTreeSet<String>) {
 
 /// DS106: rows the migration left pointing at nothing (the deferred pair forgets them).
 fn dangling(connection: &Connection, migration: &Migration) -> Vec<Finding> {
-    let Ok(mut check) = connection.prepare("PRAGMA foreign_key_check") else {
+    let Ok(pairs) = rows::foreign_key_violations(connection) else {
         return Vec::new();
     };
-    let Ok(rows) = check
-        .query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(2)?))
-        })
-        .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
-    else {
-        return Vec::new();
-    };
-    let mut pairs: Vec<(String, String, usize)> = Vec::new();
-    for (table, parent) in rows {
-        match pairs
-            .iter_mut()
-            .find(|(t, p, _)| *t == table && *p == parent)
-        {
-            Some(pair) => pair.2 += 1,
-            None => pairs.push((table, parent, 1)),
-        }
-    }
     pairs
         .into_iter()
-        .map(|(table, parent, count)| Finding {
+        .map(|((table, parent), count)| Finding {
             table: Some(table.to_ascii_lowercase()),
             ..finding(
                 "DS106",

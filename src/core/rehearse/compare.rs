@@ -2,25 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
-
 use crate::core::rehearse::{ColumnDelta, ForeignKeys, TableDelta, Violation};
 use crate::core::rows::{Counts, Loss};
-
-/// `PRAGMA foreign_key_check`, counted per child table and parent (streamed, not collected).
-pub(super) fn foreign_key_check(
-    connection: &Connection,
-) -> rusqlite::Result<BTreeMap<(String, String), i64>> {
-    let mut found = BTreeMap::new();
-    let mut statement = connection.prepare("PRAGMA foreign_key_check")?;
-    let mut rows = statement.query([])?;
-    while let Some(row) = rows.next()? {
-        let table: String = row.get(0)?;
-        let parent: String = row.get(2)?;
-        *found.entry((table, parent)).or_default() += 1;
-    }
-    Ok(found)
-}
 
 pub(super) fn foreign_keys(
     before: &BTreeMap<(String, String), i64>,
@@ -68,7 +51,10 @@ pub(super) fn table_deltas(before: &Counts, after: &Counts, losses: &[Loss]) -> 
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::Connection;
+
     use super::*;
+    use crate::core::rows;
 
     #[test]
     fn only_violations_beyond_those_already_in_the_data_count() {
@@ -82,11 +68,11 @@ mod tests {
                  INSERT INTO c VALUES (1, 7);",
             )
             .unwrap();
-        let before = foreign_key_check(&connection).unwrap();
+        let before = rows::foreign_key_violations(&connection).unwrap();
         connection
             .execute_batch("INSERT INTO d VALUES (1, 8), (2, 9);")
             .unwrap();
-        let after = foreign_key_check(&connection).unwrap();
+        let after = rows::foreign_key_violations(&connection).unwrap();
         let keys = foreign_keys(&before, &after);
         assert_eq!((keys.before, keys.after), (1, 3));
         assert_eq!(

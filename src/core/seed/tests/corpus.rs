@@ -143,19 +143,12 @@ fn replay_corpus(corpus: &Path) -> Replay {
 }
 
 #[test]
-#[expect(
-    clippy::print_stderr,
-    reason = "the findings are worth reading with --nocapture"
-)]
 fn every_corpus_migration_applies_to_a_seeded_shadow() {
     let Some(corpus) = corpus_dir_or_skip("every_corpus_migration_applies_to_a_seeded_shadow")
     else {
         return;
     };
     let replay = replay_corpus(&corpus);
-    eprintln!("losses:\n  {}", replay.losses.join("\n  "));
-    eprintln!("fail with rows:\n  {}", replay.fail_with_rows.join("\n  "));
-    eprintln!("not seeded:\n  {}", replay.not_seeded.join("\n  "));
     // Every table of every schema the corpus passes through gets rows.
     assert_eq!(replay.not_seeded, Vec::<String>::new());
     // 0009 rebuilds `sessions` with foreign keys its old columns `board_id`,
@@ -233,7 +226,6 @@ fn median_ms(runs: usize, mut work: impl FnMut() -> std::time::Duration) -> f64 
 /// `cargo test --release --lib seed::tests::seeding_time -- --ignored --nocapture`.
 #[test]
 #[ignore = "a timing harness, not a test: see BENCHMARKS.md"]
-#[expect(clippy::print_stderr, reason = "the harness reports its timings")]
 fn seeding_time() {
     use std::time::Instant;
     const RUNS: usize = 21;
@@ -270,10 +262,10 @@ fn seeding_time() {
             timings[timings.len() / 2]
         })
         .fold(0.0, f64::max);
-    eprintln!(
+    report(&format!(
         "filbeam__worker, seed before each of {} migrations ({tables_seeded} tables seeded): {total:.3} ms in all (median of {RUNS}), slowest migration {slowest:.3} ms",
         migrations.len()
-    );
+    ));
     // Its final schema, every table empty.
     let mut final_schema = database("");
     for migration in &migrations {
@@ -293,7 +285,9 @@ fn seeding_time() {
         seed(&connection, LEDGERS, 3);
         started.elapsed()
     });
-    eprintln!("filbeam__worker, final schema from empty: {cold:.3} ms");
+    report(&format!(
+        "filbeam__worker, final schema from empty: {cold:.3} ms"
+    ));
     for tables in [50, 200] {
         let sql = chain_schema(tables);
         let cold = median_ms(RUNS, || {
@@ -310,8 +304,13 @@ fn seeding_time() {
             seed(&connection, &[], 3);
             started.elapsed()
         });
-        eprintln!(
+        report(&format!(
             "{tables} chained tables × 3 rows: {cold:.3} ms from empty, {warm:.3} ms when every table has rows"
-        );
+        ));
     }
+}
+
+/// A measurement, straight to the process's stderr (the harness would swallow `eprintln!`).
+fn report(text: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{text}\n").as_bytes());
 }
