@@ -231,13 +231,13 @@ pub trait Backend: Send + Sync {
         label: &str,
     ) -> Result<RollbackPoint, BackendError>;
 
-    /// Restores the database to `point`; returns the point to undo the restore with.
-    async fn restore(
-        &self,
-        point: &str,
-        backups: &std::path::Path,
-        label: &str,
-    ) -> Result<RollbackPoint, BackendError>;
+    /// Replaces the whole database with its state at `point`. The undo point is the caller's
+    /// to take first (the write engine takes one in every session).
+    async fn restore(&self, point: &str) -> Result<(), BackendError>;
+
+    /// Lets go of any open file of the database (SQLite keeps its connection between batches),
+    /// so the file can be replaced; the next call opens it again.
+    fn release_files(&self) {}
 
     /// Runs read-only statements; a backend may retry these freely.
     async fn read(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub(crate) mod printer;
+pub(crate) mod prompt;
 pub(crate) mod reporter;
 
 /// `0.1.0 (abc1234)`: the package version and the git revision it was built from.

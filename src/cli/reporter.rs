@@ -236,3 +236,89 @@ impl RehearsalReporter for RehearsalProgress<'_> {
         ));
     }
 }
+
+/// The terminal side of a write session: apply's bar, plus how the command shows its plan and
+/// what runs before the lock.
+pub(crate) struct WriteProgress<'a, P> {
+    apply: ApplyProgress,
+    printer: &'a Printer,
+    /// The command to rerun with `--yes`, for the confirmation's hint.
+    rerun: String,
+    show: Box<dyn Fn(&P, bool) + Send + Sync + 'a>,
+    before: Box<dyn Fn() -> bool + Send + Sync + 'a>,
+}
+
+impl<'a, P> WriteProgress<'a, P> {
+    pub(crate) fn new(
+        printer: &'a Printer,
+        env: &str,
+        rerun: String,
+        show: impl Fn(&P, bool) + Send + Sync + 'a,
+    ) -> Self {
+        Self {
+            apply: ApplyProgress::new(printer, env),
+            printer,
+            rerun,
+            show: Box::new(show),
+            before: Box::new(|| true),
+        }
+    }
+
+    pub(crate) fn before(mut self, before: impl Fn() -> bool + Send + Sync + 'a) -> Self {
+        self.before = Box::new(before);
+        self
+    }
+}
+
+impl<P> ApplyReporter for WriteProgress<'_, P> {
+    fn on_start(&self, total: usize) {
+        self.apply.on_start(total);
+    }
+
+    fn on_migration_start(&self, name: &str) {
+        self.apply.on_migration_start(name);
+    }
+
+    fn on_migration_done(&self, name: &str, elapsed: Duration) {
+        self.apply.on_migration_done(name, elapsed);
+    }
+
+    fn on_finish(&self) {
+        self.apply.on_finish();
+    }
+
+    fn on_warning(&self, message: &str) {
+        self.apply.on_warning(message);
+    }
+}
+
+impl<P> crate::core::write::WriteReporter<P> for WriteProgress<'_, P> {
+    fn show_plan(&self, plan: &P, changed: bool) {
+        if changed {
+            self.printer.warning(
+                "the target changed between the plan and the lock; this is the plan now:",
+            );
+        }
+        (self.show)(plan, changed);
+    }
+
+    fn confirm(&self, env: &crate::core::registry::Environment, why: &str, yes: bool) -> bool {
+        crate::cli::prompt::confirm(self.printer, &env.name, why, yes, &self.rerun)
+    }
+
+    fn before_write(&self) -> bool {
+        (self.before)()
+    }
+
+    fn took_over(&self, lease: &crate::core::lock::Lease) {
+        self.printer.warning(&format!(
+            "took over the lock of {} (pid {} on this host, which no longer runs)",
+            lease.holder.id, lease.holder.pid
+        ));
+    }
+
+    fn rollback_point(&self, point: &crate::backend::RollbackPoint) {
+        self.printer
+            .message(&format!("rollback point: {} {}", point.kind, point.point));
+    }
+}

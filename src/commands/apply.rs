@@ -1,16 +1,19 @@
 //! `d1ctl apply ENV`: apply every pending migration, each atomically with its ledger rows.
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::cli::ApplyArgs;
 use crate::cli::printer::Style;
-use crate::cli::reporter::ApplyProgress;
-use crate::commands::{Context, ExitStatus, UserError, actor, display_path, plural, read_ledgers};
-use crate::core::apply::{self, Applied, Problem};
-use crate::core::ledger::{self, LedgerState, Ledgers, State};
-use crate::core::migrations::Migration;
-use crate::core::schema::Snapshot;
+use crate::cli::reporter::WriteProgress;
+use crate::commands::{
+    Context, ExitStatus, UserError, actor, display_path, plural, write_error, write_failure,
+};
+use crate::core::apply::{Applied, Problem};
+use crate::core::ledger::{Ledgers, State};
+use crate::core::migrations::MigrationSet;
+use crate::core::promote::read_view;
+use crate::core::write::migrate::{MigrateJob, MigratePlan, Source};
+use crate::core::write::{self, Outcome};
 
 #[derive(Serialize)]
 struct ApplyReport<'a> {
@@ -19,14 +22,16 @@ struct ApplyReport<'a> {
     location: String,
     dry_run: bool,
     applied: Vec<Applied>,
-    pending: Vec<PendingMigration<'a>>,
+    pending: Vec<PendingMigration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_point: Option<crate::backend::RollbackPoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure: Option<FailureReport>,
 }
 
 #[derive(Serialize)]
-struct PendingMigration<'a> {
-    name: &'a str,
+struct PendingMigration {
+    name: String,
     statements: usize,
     bytes: usize,
 }
@@ -36,6 +41,7 @@ struct FailureReport {
     migration: String,
     statement: Option<usize>,
     line: Option<usize>,
+    kind: write::FailureKind,
     message: String,
     not_attempted: Vec<String>,
 }
@@ -59,259 +65,232 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
     }
     let set = context.migrations(&registry)?;
     let (backend, identity) = context.open_target(&registry, env, true).await?;
-
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let (state, snapshot) = if identity.known_empty {
-        (LedgerState::default(), Snapshot::default())
-    } else {
-        let read = ledgers
-            .read_with_schema(backend.as_ref(), false)
-            .await
-            .with_context(|| format!("could not read the ledgers of env `{}`", env.name))?;
-        (read.state, read.snapshot)
+    let view = read_view(
+        &ledgers,
+        &set,
+        backend.as_ref(),
+        &env.name,
+        identity.known_empty,
+    )
+    .await?;
+    let applied_by = actor();
+    let job = MigrateJob {
+        set: &set,
+        ledgers: &ledgers,
+        env: &env.name,
+        source: Source::Folder,
+        all_in_one: false,
+        actor: &applied_by,
+        initial: std::sync::Mutex::new(None),
+        extra_gates: Vec::new(),
     };
-    let statuses = ledger::compare(&set, &state, set.layout);
+    let first = job.plan_read(view, backend.kind());
+    let pending_report = pending_of(&set, &first);
+    *job.initial
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(first);
 
-    let mut edited = false;
-    for status in &statuses {
-        match (status.state, status.line_endings_only) {
-            (State::ChecksumMismatch, Some(true)) => printer.warning(&format!(
-                "`{}` differs from what ran on `{}` only in line endings",
-                status.name, env.name
-            )),
-            (State::ChecksumMismatch, _) => {
-                edited = true;
-                printer.error(
-                    &format!(
-                        "`{}` was edited after it ran on `{}` (recorded sha256 {}, file sha256 {})",
-                        status.name,
-                        env.name,
-                        short(status.recorded_sha256.as_deref()),
-                        short(status.local_sha256.as_deref())
-                    ),
-                    None,
-                );
-            }
-            (State::MissingLocally, _) => printer.warning(&format!(
-                "`{}` is recorded as applied on `{}` but is not in `{}`",
-                status.name,
-                env.name,
-                display_path(&set.dir)
-            )),
-            _ => {}
-        }
-    }
-    if edited {
-        printer.error(
-            "refusing to apply: an applied migration's file no longer matches what ran",
-            Some("restore the file from version control and put the change in a new migration (`d1ctl new NAME`)"),
-        );
-        return Ok(ExitStatus::Failure);
-    }
-
-    let pending: Vec<&Migration> = statuses
-        .iter()
-        .filter(|s| s.state == State::Pending)
-        .filter_map(|s| set.get(&s.name))
-        .collect();
-    let problems = apply::check_pending(&pending, backend.kind());
-    if !problems.is_empty() {
-        for problem in &problems {
-            printer.error(&describe_problem(&set.dir, problem), Some(&problem.hint));
-        }
-        printer.message("nothing was applied");
-        return Ok(ExitStatus::Error);
-    }
-
-    let pending_report: Vec<PendingMigration<'_>> = pending
-        .iter()
-        .map(|m| PendingMigration {
-            name: &m.name,
-            statements: m.statements.len(),
-            bytes: m.size,
-        })
-        .collect();
-    let mut report = ApplyReport {
+    let env_name = env.name.clone();
+    let set_ref = &set;
+    let progress = WriteProgress::new(
+        printer,
+        &env.name,
+        format!("d1ctl apply {}", env.name),
+        move |plan: &MigratePlan, _changed| show_plan(context, set_ref, &env_name, plan),
+    );
+    let backups = registry.root.join(".d1ctl").join("backups");
+    let target = write::Target {
+        backend: backend.as_ref(),
+        env,
+        backups: &backups,
+    };
+    let options = write::Options {
+        command: format!("apply {}", env.name),
+        actor: applied_by.clone(),
+        yes: false,
+        dry_run: args.dry_run,
+    };
+    let result = write::run(&target, &job, &options, &progress).await;
+    let report = match result {
+        Ok(report) => report,
+        Err(error) => return write_error(context, error, &env.name),
+    };
+    let mut json = ApplyReport {
         environment: &env.name,
         backend: backend.kind().to_string(),
         location: backend.location(),
         dry_run: args.dry_run,
         applied: Vec::new(),
-        pending: pending_report,
+        pending: pending_of(&set, &report.plan),
+        rollback_point: report.point.clone(),
         failure: None,
     };
-
-    if args.dry_run || pending.is_empty() {
-        if printer.is_json() {
-            printer.json(&report)?;
-        } else if pending.is_empty() {
-            printer.message(&format!("`{}` is up to date: nothing to apply", env.name));
-        } else {
-            let mut out = format!(
-                "would apply {} to `{}`:\n",
-                plural(pending.len(), "migration"),
-                env.name
+    if report.outcome == Outcome::Planned {
+        json.pending = pending_report;
+    }
+    let status = match report.outcome {
+        Outcome::Blocked if !report.plan.problems.is_empty() => {
+            printer.message("nothing was applied");
+            ExitStatus::Error
+        }
+        Outcome::Blocked => {
+            printer.error(
+                "refusing to apply: an applied migration's file no longer matches what ran",
+                Some("restore the file from version control and put the change in a new migration (`d1ctl new NAME`)"),
             );
-            for migration in &report.pending {
-                out.push_str(&format!(
-                    "  {} ({})\n",
-                    migration.name,
-                    plural(migration.statements, "statement")
-                ));
+            return Ok(ExitStatus::Failure);
+        }
+        Outcome::UpToDate => {
+            if !printer.is_json() {
+                printer.message(&format!("`{}` is up to date: nothing to apply", env.name));
             }
-            printer.data(&out)?;
+            ExitStatus::Success
         }
-        return Ok(ExitStatus::Success);
-    }
-
-    let applied_by = actor();
-    // Migrations some other tool applied get their rows in the ledgers that lack them, so
-    // wrangler, drizzle and d1ctl agree before anything new runs.
-    let sync = apply::sync_statements(
-        &set,
-        &statuses,
-        &ledgers,
-        &state,
-        &format!("{applied_by} (adopted)"),
-    );
-    let state = if sync.is_empty() {
-        state
-    } else {
-        backend
-            .batch(&sync)
-            .await
-            .map_err(anyhow::Error::from)
-            .map_err(|error| {
-                error.context(format!(
-                    "could not bring the ledgers of `{}` in step",
+        Outcome::Planned => {
+            if !printer.is_json() {
+                let mut out = format!(
+                    "would apply {} to `{}`:\n",
+                    plural(json.pending.len(), "migration"),
                     env.name
-                ))
-            })?;
-        printer.detail("recorded already-applied migrations in the ledgers that lacked them");
-        read_ledgers(&ledgers, backend.as_ref(), env).await?
-    };
-
-    let progress = ApplyProgress::new(printer, &env.name);
-    let outcome = apply::apply(
-        backend.as_ref(),
-        &ledgers,
-        &state,
-        &snapshot,
-        &pending,
-        &applied_by,
-        &apply::Extras::default(),
-        &progress,
-    )
-    .await;
-    context.report_applied(&outcome, &env.name);
-    report.applied = outcome.applied;
-    let Some(failure) = outcome.failure else {
-        if printer.is_json() {
-            printer.json(&report)?;
-        } else {
-            printer.message(&format!(
-                "{} {} applied to `{}`",
-                printer.paint(Style::Green, "done:"),
-                plural(report.applied.len(), "migration"),
-                env.name
-            ));
+                );
+                for migration in &json.pending {
+                    out.push_str(&format!(
+                        "  {} ({})\n",
+                        migration.name,
+                        plural(migration.statements, "statement")
+                    ));
+                }
+                printer.data(&out)?;
+            }
+            ExitStatus::Success
         }
-        return Ok(ExitStatus::Success);
+        Outcome::Refused => ExitStatus::Failure,
+        Outcome::Written | Outcome::Failed => {
+            if let Some(done) = &report.done {
+                context.report_applied(done, &env.name);
+                json.applied.clone_from(&done.applied);
+            }
+            if let Some(failure) = &report.failure {
+                let wrote = report.may_have_written(&job);
+                let rollback = report.point.as_ref().filter(|_| wrote).map(|point| {
+                    format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
+                });
+                let file = match &failure.unit {
+                    write::UnitFailure::Migration(detail) => set
+                        .get(&detail.migration)
+                        .map_or_else(|| detail.migration.clone(), |m| display_path(&m.path)),
+                    write::UnitFailure::Other { .. } => display_path(&set.dir),
+                };
+                write_failure(
+                    context,
+                    &env.name,
+                    failure,
+                    &format!(
+                        "fix `{file}` if it is wrong and run `d1ctl apply {}` again; it continues where it stopped",
+                        env.name
+                    ),
+                    rollback.as_deref(),
+                );
+                if let write::UnitFailure::Migration(detail) = &failure.unit {
+                    json.failure = Some(FailureReport {
+                        migration: detail.migration.clone(),
+                        statement: detail.statement,
+                        line: detail.line,
+                        kind: failure.kind,
+                        message: detail.headline(),
+                        not_attempted: detail.not_attempted.clone(),
+                    });
+                }
+                ExitStatus::Failure
+            } else {
+                match &report.verified {
+                    Some(Ok(verified)) if verified.differences.is_empty() => {
+                        if !printer.is_json() {
+                            printer.message(&format!(
+                                "{} {} applied to `{}`",
+                                printer.paint(Style::Green, "done:"),
+                                plural(json.applied.len(), "migration"),
+                                env.name
+                            ));
+                        }
+                        ExitStatus::Success
+                    }
+                    Some(Ok(verified)) => {
+                        printer.error(
+                            &format!(
+                                "`{}` was written but does not match {}:\n  {}",
+                                env.name,
+                                verified.against,
+                                verified.differences.join("\n  ")
+                            ),
+                            Some(&format!("`d1ctl status {}` shows its ledger", env.name)),
+                        );
+                        ExitStatus::Failure
+                    }
+                    Some(Err(error)) => {
+                        printer.warning(error);
+                        printer.message(&format!(
+                            "{} {} applied to `{}` (not verified)",
+                            printer.paint(Style::Green, "done:"),
+                            plural(json.applied.len(), "migration"),
+                            env.name
+                        ));
+                        ExitStatus::Success
+                    }
+                    None => ExitStatus::Success,
+                }
+            }
+        }
     };
-
-    let file = set
-        .get(&failure.migration)
-        .map_or_else(|| failure.migration.clone(), |m| display_path(&m.path));
-    printer.error(&failure.headline(), None);
-    if failure.verified_not_committed {
-        printer.message(&format!(
-            "the response was lost; `{}`'s ledger shows `{}` did not commit, so nothing of it ran",
-            env.name, failure.migration
-        ));
-    }
-    printer.message(
-        &describe_state_after_failure(&set, &ledgers, backend.as_ref(), env, &failure).await,
-    );
-    printer.message(&format!(
-        "\n{}: fix `{file}` if it is wrong and run `d1ctl apply {}` again; it continues from `{}`",
-        printer.paint(Style::Cyan, "hint"),
-        env.name,
-        failure.migration
-    ));
-    report.failure = Some(FailureReport {
-        migration: failure.migration.clone(),
-        statement: failure.statement,
-        line: failure.line,
-        message: failure.headline(),
-        not_attempted: failure.not_attempted.clone(),
-    });
     if printer.is_json() {
-        printer.json(&report)?;
+        printer.json(&json)?;
     }
-    Ok(ExitStatus::Failure)
+    Ok(status)
 }
 
-/// What the target holds now, read from the target itself: its ledger and its schema.
-async fn describe_state_after_failure(
-    set: &crate::core::migrations::MigrationSet,
-    ledgers: &Ledgers,
-    backend: &dyn crate::backend::Backend,
-    env: &crate::core::registry::Environment,
-    failure: &apply::ApplyFailure,
-) -> String {
-    let state = match read_ledgers(ledgers, backend, env).await {
-        Ok(state) => state,
-        Err(error) => return format!("could not re-read the ledgers of `{}`: {error:#}", env.name),
-    };
-    let statuses = ledger::compare(set, &state, set.layout);
-    let applied: Vec<&str> = statuses
+fn pending_of(set: &MigrationSet, plan: &MigratePlan) -> Vec<PendingMigration> {
+    plan.migrations(set)
         .iter()
-        .filter(|s| s.is_applied())
-        .map(|s| s.name.as_str())
-        .collect();
-    let failed_recorded = applied.contains(&failure.migration.as_str());
-    let mut text = format!(
-        "`{}` now has {} applied{}; `{}` {}",
-        env.name,
-        plural(applied.len(), "migration"),
-        applied
-            .last()
-            .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
-        failure.migration,
-        if failed_recorded {
-            "is recorded as applied (its unit committed)"
-        } else {
-            "was rolled back and left no trace"
-        },
-    );
-    if !failure.not_attempted.is_empty() {
-        text.push_str(&format!(
-            "; not attempted: {}",
-            failure.not_attempted.join(", ")
-        ));
+        .map(|m| PendingMigration {
+            name: m.name.clone(),
+            statements: m.statements.len(),
+            bytes: m.size,
+        })
+        .collect()
+}
+
+/// The checks apply makes before anything is sent, as the user sees them.
+fn show_plan(context: &Context, set: &MigrationSet, env: &str, plan: &MigratePlan) {
+    let printer = &context.printer;
+    for status in &plan.target.statuses {
+        match (status.state, status.line_endings_only) {
+            (State::ChecksumMismatch, Some(true)) => printer.warning(&format!(
+                "`{}` differs from what ran on `{env}` only in line endings",
+                status.name
+            )),
+            (State::ChecksumMismatch, _) => printer.error(
+                &format!(
+                    "`{}` was edited after it ran on `{env}` (recorded sha256 {}, file sha256 {})",
+                    status.name,
+                    short(status.recorded_sha256.as_deref()),
+                    short(status.local_sha256.as_deref())
+                ),
+                None,
+            ),
+            (State::MissingLocally, _) => printer.warning(&format!(
+                "`{}` is recorded as applied on `{env}` but is not in `{}`",
+                status.name,
+                display_path(&set.dir)
+            )),
+            _ => {}
+        }
     }
-    let schema = backend
-        .read(&[crate::backend::Statement::new(
-            "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND type IN ('table', 'view') ORDER BY name",
-        )])
-        .await;
-    if let Ok(rows) = schema {
-        let names: Vec<String> = rows[0]
-            .rows
-            .iter()
-            .filter_map(|row| row.get(1).and_then(crate::backend::Value::to_text))
-            .filter(|name| !ledgers.table_names().contains(&name.as_str()))
-            .collect();
-        text.push_str(&format!(
-            "\nits tables and views now: {}",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        ));
+    if plan.edited.is_empty() {
+        for problem in &plan.problems {
+            printer.error(&describe_problem(&set.dir, problem), Some(&problem.hint));
+        }
     }
-    text
 }
 
 fn describe_problem(dir: &std::path::Path, problem: &Problem) -> String {

@@ -1,14 +1,13 @@
 //! `d1ctl baseline ENV [--through NAME]`: adopt a database created before it was tracked.
 
-use anyhow::Context as _;
-
-use crate::backend::Statement;
 use crate::cli::BaselineArgs;
 use crate::cli::printer::Style;
-use crate::commands::{Context, ExitStatus, UserError, actor, confirm, plural};
-use crate::core::ledger::{self, LedgerPresence, Ledgers, State};
+use crate::cli::reporter::WriteProgress;
+use crate::commands::{Context, ExitStatus, UserError, actor, plural, write_error};
+use crate::core::ledger::Ledgers;
 use crate::core::migrations::Migration;
-use crate::core::schema::{self, Schema};
+use crate::core::write::baseline::{BaselineJob, BaselinePlan};
+use crate::core::write::{self, Outcome};
 
 pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::Result<ExitStatus> {
     let printer = &context.printer;
@@ -25,90 +24,110 @@ pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::R
         None => set.migrations.len().saturating_sub(1),
     };
     let chosen: Vec<&Migration> = set.migrations.iter().take(through + 1).collect();
+    let last = chosen.last().map_or("", |m| m.name.as_str()).to_owned();
+    let count = chosen.len();
     let (backend, _) = context.open_target(&registry, env, true).await?;
-
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let read = ledgers
-        .read_with_schema(backend.as_ref(), false)
-        .await
-        .with_context(|| format!("could not read env `{}`", env.name))?;
-    let ignore = ledgers.ignored_tables();
-    let actual = Schema::build(&read.snapshot, &ignore)?;
-    let expected = Schema::build(&schema::replay(&chosen)?, &ignore)?;
-    let changes = schema::diff(&expected, &actual);
-    if !changes.is_empty() {
+    let job = BaselineJob {
+        set: &set,
+        ledgers: &ledgers,
+        chosen,
+        env: &env.name,
+        by: format!("{} (baseline)", actor()),
+    };
+    let env_name = env.name.clone();
+    let progress = WriteProgress::new(
+        printer,
+        &env.name,
+        format!("d1ctl baseline {}", env.name),
+        move |plan: &BaselinePlan, _changed| show_plan(context, &env_name, plan, count, &last),
+    );
+    let backups = registry.root.join(".d1ctl").join("backups");
+    let target = write::Target {
+        backend: backend.as_ref(),
+        env,
+        backups: &backups,
+    };
+    let options = write::Options {
+        command: format!("baseline {}", env.name),
+        actor: actor(),
+        yes: args.yes,
+        dry_run: false,
+    };
+    let report = match write::run(&target, &job, &options, &progress).await {
+        Ok(report) => report,
+        Err(error) => return write_error(context, error, &env.name),
+    };
+    match report.outcome {
+        Outcome::UpToDate => {
+            printer.message(&format!(
+                "`{}` already records these {}: nothing to do",
+                env.name,
+                plural(count, "migration")
+            ));
+            return Ok(ExitStatus::Success);
+        }
+        Outcome::Blocked | Outcome::Refused | Outcome::Planned => {
+            return Ok(ExitStatus::Failure);
+        }
+        Outcome::Written | Outcome::Failed => {}
+    }
+    if let Some(failure) = &report.failure {
+        printer.error(&failure.unit.headline(), None);
+        printer.message(&match &failure.after {
+            Ok(recorded) => format!(
+                "`{}` records {} now",
+                env.name,
+                plural(recorded.len(), "applied migration")
+            ),
+            Err(error) => format!(
+                "could not re-read `{}` ({error}): its state is unknown; `d1ctl status {}` shows it",
+                env.name, env.name
+            ),
+        });
+        return Ok(ExitStatus::Failure);
+    }
+    printer.message(&format!(
+        "{} the schema of `{}` matches; recorded {} as applied: {}",
+        printer.paint(Style::Green, "baselined:"),
+        env.name,
+        plural(report.plan.record.len(), "migration"),
+        report.plan.record.join(", ")
+    ));
+    if let Some(Err(error)) = &report.verified {
+        printer.warning(error);
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn show_plan(context: &Context, env: &str, plan: &BaselinePlan, count: usize, last: &str) {
+    let printer = &context.printer;
+    if !plan.differences.is_empty() {
         let mut text = format!(
-            "`{}` does not match the replay of {} (through `{}`); nothing was recorded\n  going from the replay to `{}`:",
-            env.name,
-            plural(chosen.len(), "migration"),
-            chosen.last().map_or("", |m| m.name.as_str()),
-            env.name
+            "`{env}` does not match the replay of {} (through `{last}`); nothing was recorded\n  going from the replay to `{env}`:",
+            plural(count, "migration"),
         );
-        for change in &changes {
-            text.push_str(&format!("\n    {}", change.summary));
+        for difference in &plan.differences {
+            text.push_str(&format!("\n    {difference}"));
         }
         printer.error(
             &text,
             Some("baseline through the migration the database really matches (`--through NAME`), or fix the schema first; `d1ctl drift` shows details"),
         );
-        return Ok(ExitStatus::Failure);
-    }
-
-    let statuses = ledger::compare(&set, &read.state, set.layout);
-    let mut statements: Vec<Statement> = Vec::new();
-    let mut recorded = Vec::new();
-    let by = format!("{} (baseline)", actor());
-    for migration in &chosen {
-        let status = statuses.iter().find(|s| s.name == migration.name);
-        let present = status.map_or_else(LedgerPresence::default, |s| s.ledgers);
-        if status.is_some_and(|s| s.state == State::ChecksumMismatch) {
-            return Err(UserError::new(
-                format!(
-                    "`{}` is recorded on `{}` with another checksum",
-                    migration.name, env.name
-                ),
-                "restore the file as it ran; baseline only records what is missing",
-            )
-            .into());
-        }
-        let wants_drizzle = ledgers.layout == crate::core::migrations::Layout::Drizzle;
-        if present.wrangler && present.d1ctl && (present.drizzle || !wants_drizzle) {
-            continue;
-        }
-        statements.extend(ledgers.record_statements(
-            migration,
-            &read.state,
-            &by,
-            Some(&LedgerPresence {
-                drizzle: present.drizzle || !wants_drizzle,
-                ..present
-            }),
-        ));
-        recorded.push(migration.name.clone());
-    }
-    if recorded.is_empty() {
+    } else if !plan.mismatched.is_empty() {
+        printer.error(
+            &format!(
+                "{} recorded on `{env}` with another checksum: {}; nothing was recorded",
+                if plan.mismatched.len() == 1 { "a migration is" } else { "migrations are" },
+                plan.mismatched.join(", ")
+            ),
+            Some("restore the file as it ran; baseline only records what is missing"),
+        );
+    } else if !plan.record.is_empty() {
         printer.message(&format!(
-            "`{}` already records these {}: nothing to do",
-            env.name,
-            plural(chosen.len(), "migration")
+            "will record {} as applied on `{env}`: {}",
+            plural(plan.record.len(), "migration"),
+            plan.record.join(", ")
         ));
-        return Ok(ExitStatus::Success);
     }
-    if env.protected && !confirm(context, env, args.yes)? {
-        return Ok(ExitStatus::Failure);
-    }
-    let mut batch = ledgers.create_statements(&read.state);
-    batch.extend(statements);
-    backend
-        .batch(&batch)
-        .await
-        .with_context(|| format!("could not write the ledgers of `{}`", env.name))?;
-    printer.message(&format!(
-        "{} the schema of `{}` matches; recorded {} as applied: {}",
-        printer.paint(Style::Green, "baselined:"),
-        env.name,
-        plural(recorded.len(), "migration"),
-        recorded.join(", ")
-    ));
-    Ok(ExitStatus::Success)
 }

@@ -405,7 +405,13 @@ impl Context {
     }
 
     /// Prints what an apply did: recovered (lost response, committed) and applied migrations.
-    pub(crate) fn report_applied(&self, outcome: &crate::core::apply::ApplyOutcome, env: &str) {
+    pub(crate) fn report_applied(&self, outcome: &crate::core::write::migrate::Migrated, env: &str) {
+        if !outcome.adopted.is_empty() {
+            self.printer.detail(&format!(
+                "recorded {} already applied by another tool in the ledgers that lacked them",
+                plural(outcome.adopted.len(), "migration")
+            ));
+        }
         for name in &outcome.recovered {
             self.printer.warning(&format!(
                 "the response for `{name}` was lost; `{env}`'s ledger shows it committed, so it is applied"
@@ -456,40 +462,109 @@ pub(crate) fn actor() -> String {
     format!("{user}@{host}")
 }
 
-/// Asks before writing to a protected env: the user types its name on a terminal. Without a
-/// terminal only `--yes` confirms; being in CI confirms nothing by itself.
-pub(crate) fn confirm(context: &Context, env: &Environment, yes: bool) -> anyhow::Result<bool> {
-    use std::io::{BufRead as _, IsTerminal as _, Write as _};
-    if yes {
-        context.printer.message(&format!(
-            "`{}` is protected; confirmed by `--yes`",
-            env.name
-        ));
-        return Ok(true);
-    }
-    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+/// Prints why a write session stopped before writing: a held lock is the user's to act on
+/// (exit 1); anything else is an error (exit 2).
+pub(crate) fn write_error(
+    context: &Context,
+    error: crate::core::write::WriteError,
+    env: &str,
+) -> anyhow::Result<ExitStatus> {
+    use crate::core::write::WriteError;
+    if let WriteError::Locked(held) = &error {
         context.printer.error(
-            &format!("`{}` is protected and there is no terminal to confirm on; nothing was written", env.name),
-            Some("run it in a terminal and type the env's name, or pass `--yes` once a person has approved it"),
+            &format!("{held}; nothing was written"),
+            error.hint().as_deref(),
         );
-        return Ok(false);
+        return Ok(ExitStatus::Failure);
     }
-    let mut stderr = std::io::stderr().lock();
-    write!(
-        stderr,
-        "`{}` is protected. Type its name to continue: ",
-        env.name
-    )?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() == env.name {
-        Ok(true)
-    } else {
-        context
-            .printer
-            .error("not confirmed; nothing was written", None);
-        Ok(false)
+    Err(anyhow::Error::from(error).context(format!("the write to `{env}` stopped")))
+}
+
+/// Prints a migration session's failure: what failed, then what the target holds as read
+/// back from it after the failure (never assumed), the hint, and the rollback command when
+/// anything may have been written.
+pub(crate) fn write_failure(
+    context: &Context,
+    env: &str,
+    failure: &crate::core::write::Failure<crate::core::write::migrate::AfterFailure>,
+    hint: &str,
+    rollback: Option<&str>,
+) -> Vec<String> {
+    use crate::core::write::{FailureKind, UnitFailure};
+    let printer = &context.printer;
+    let (migration, not_attempted) = match &failure.unit {
+        UnitFailure::Migration(detail) => (Some(detail.migration.as_str()), detail.not_attempted.clone()),
+        UnitFailure::Other { .. } => (None, Vec::new()),
+    };
+    let headline = match (failure.kind, migration) {
+        (FailureKind::LeaseLost, Some(name)) => format!(
+            "the lock on `{env}` was lost (its lease expired or another session took it) before `{name}` ran; its unit was aborted by the lease guard"
+        ),
+        (FailureKind::LeaseLost, None) => format!(
+            "the lock on `{env}` was lost; the unit was aborted by the lease guard"
+        ),
+        _ => failure.unit.headline(),
+    };
+    printer.error(&headline, None);
+    let mut lines = vec![headline];
+    let state = match &failure.after {
+        Ok(after) => {
+            let committed = migration.is_some_and(|name| after.applied.iter().any(|a| a == name));
+            let mut text = format!(
+                "`{env}` now has {} applied{}",
+                plural(after.applied.len(), "migration"),
+                after
+                    .applied
+                    .last()
+                    .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
+            );
+            if let Some(name) = migration {
+                text.push_str(&format!(
+                    "; `{name}` {}",
+                    match (committed, failure.kind) {
+                        (true, _) => "is recorded as applied (its unit committed)",
+                        (false, FailureKind::OutcomeUnknown) =>
+                            "did not commit (its answer was lost; the ledger, read after, does not record it)",
+                        (false, _) => "was rolled back and left no trace",
+                    }
+                ));
+            }
+            if !not_attempted.is_empty() {
+                text.push_str(&format!("; not attempted: {}", not_attempted.join(", ")));
+            }
+            text.push_str(&format!(
+                "\nits tables and views now: {}",
+                if after.tables.is_empty() {
+                    "none".to_owned()
+                } else {
+                    after.tables.join(", ")
+                }
+            ));
+            text
+        }
+        Err(error) => format!(
+            "could not re-read `{env}` after the failure ({error}): whether it committed is unknown; `d1ctl status {env}` shows it"
+        ),
+    };
+    printer.message(&state);
+    lines.push(state);
+    printer.message(&format!("\n{}: {hint}", printer.paint(Style::Cyan, "hint")));
+    if let Some(rollback) = rollback {
+        printer.message(&format!(
+            "{}: {rollback}",
+            printer.paint(Style::Cyan, "rollback")
+        ));
+    }
+    lines
+}
+
+/// `42 s`, `5 min`, `3 h`, `2 days`.
+pub(crate) fn age(seconds: i64) -> String {
+    match seconds.max(0) {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7_200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3_600),
+        s => format!("{} days", s / 86_400),
     }
 }
 
@@ -661,6 +736,8 @@ fn hint_for(error: &anyhow::Error) -> Option<String> {
         } else if let Some(error) = cause.downcast_ref::<ExportError>() {
             error.hint()
         } else if let Some(error) = cause.downcast_ref::<RehearsalError>() {
+            error.hint()
+        } else if let Some(error) = cause.downcast_ref::<crate::core::write::WriteError>() {
             error.hint()
         } else {
             cause

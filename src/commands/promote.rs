@@ -6,19 +6,22 @@ use std::process::Stdio;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendKind, RollbackPoint, Statement, Value};
+use crate::backend::{BackendKind, RollbackPoint};
 use crate::cli::PromoteArgs;
 use crate::cli::printer::Style;
-use crate::cli::reporter::ApplyProgress;
-use crate::commands::{Context, ExitStatus, Rung, UserError, actor, confirm, display_path, plural};
-use crate::core::apply::{self, Applied, Extras};
-use crate::core::ledger::{self, Ledgers};
-use crate::core::lock::{self, Holder, LockError};
+use crate::cli::reporter::WriteProgress;
+use crate::commands::{
+    Context, ExitStatus, Rung, UserError, actor, display_path, plural, write_failure,
+};
+use crate::core::apply::Applied;
+use crate::core::ledger::Ledgers;
+use crate::core::lock;
 use crate::core::migrations::MigrationSet;
-use crate::core::promote::{Plan, ROLLBACK_TABLE, View};
+use crate::core::promote::Plan;
 use crate::core::registry::{Environment, Registry};
 use crate::core::rehearse::Rehearsal;
-use crate::core::schema::{self, Schema};
+use crate::core::write::migrate::{MigrateJob, MigratePlan, Source};
+use crate::core::write::{self, Outcome, WriteError};
 
 #[derive(Serialize)]
 struct RungReport {
@@ -107,10 +110,6 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
     Ok(status)
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "one promotion, step by step, reads best in one place"
-)]
 async fn promote_rung(
     args: &PromoteArgs,
     context: &Context,
@@ -121,13 +120,12 @@ async fn promote_rung(
 ) -> anyhow::Result<RungReport> {
     let printer = &context.printer;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
-    let ignore = ledgers.ignored_tables();
     let Rung {
         backend,
         identity,
         source,
         target,
-        plan,
+        mut plan,
     } = context
         .read_rung(registry, set, &ledgers, env, true)
         .await?;
@@ -136,7 +134,7 @@ async fn promote_rung(
         backend: backend.kind(),
         database: identity.label.clone(),
         protected: env.protected,
-        plan,
+        plan: plan.clone(),
         outcome: "planned",
         lock: target.lock.clone(),
         rollback_point_kind: if backend.kind() == BackendKind::D1 {
@@ -151,7 +149,8 @@ async fn promote_rung(
         messages: Vec::new(),
         rehearsal: None,
     };
-    if args.rehearse && !report.plan.pending.is_empty() {
+    let mut extra_gates = Vec::new();
+    if args.rehearse && !plan.pending.is_empty() {
         // Before anything is written: the gate blocks like any other.
         let rehearsal = context
             .rehearse(
@@ -160,129 +159,216 @@ async fn promote_rung(
                 env,
                 &identity,
                 &target,
-                &report.plan,
+                &plan,
                 args.all_in_one,
             )
             .await?;
-        report.plan.gates.push(rehearsal.gate());
+        extra_gates.push(rehearsal.gate());
+        plan.gates.push(rehearsal.gate());
         report.rehearsal = Some(rehearsal);
     }
-    print_plan(context, &report.plan, env, backend.kind());
-
+    // A promotion killed mid-way leaves its lease; clear it when its holder is provably gone
+    // and there is nothing to promote (with something to promote, taking the lock does it).
     if let Some(lease) = target
         .lock
         .as_ref()
         .filter(|l| l.expired() || l.holder.is_dead_local_process())
         && !dry_run
-        && report.plan.pending.is_empty()
+        && plan.pending.is_empty()
     {
-        {
-            // A promotion killed mid-way leaves its lease; its holder is provably gone.
-            backend
-                .batch(&[lock::release_statement(&lease.holder)])
-                .await
-                .with_context(|| format!("could not clear the stale lock of `{}`", env.name))?;
-            printer.message(&format!(
-                "cleared the stale lock of {} (pid {})",
-                lease.holder.id, lease.holder.pid
-            ));
-        }
-    }
-    if report.plan.pending.is_empty() {
-        report.outcome = if report.plan.blocked() {
-            "blocked"
-        } else {
-            "up_to_date"
-        };
-        if !report.plan.blocked() {
-            printer.message(&format!(
-                "`{}` is up to date with `{}`: nothing to do",
-                env.name, report.plan.source
-            ));
-        }
-        return Ok(report);
-    }
-    if report.plan.blocked() {
-        report.outcome = "blocked";
-        printer.error(
-            &format!(
-                "promotion to `{}` is blocked by a gate; nothing was written",
-                env.name
-            ),
-            Some("fix what the failing gate names, then run `d1ctl plan` again"),
-        );
-        return Ok(report);
-    }
-    if dry_run {
+        backend
+            .batch(&[lock::release_statement(&lease.holder)])
+            .await
+            .with_context(|| format!("could not clear the stale lock of `{}`", env.name))?;
         printer.message(&format!(
-            "dry run: would take a {} and apply {} to `{}`",
-            if backend.kind() == BackendKind::D1 {
-                "Time Travel bookmark"
-            } else {
-                "backup under .d1ctl/backups"
-            },
-            plural(report.plan.pending.len(), "migration"),
-            env.name
+            "cleared the stale lock of {} (pid {})",
+            lease.holder.id, lease.holder.pid
         ));
-        return Ok(report);
     }
-    if env.protected && !confirm(context, env, args.yes)? {
-        report.outcome = "refused";
-        return Ok(report);
-    }
-    if !args.no_hooks && !run_hooks(context, registry, env, "before", &env.before)? {
-        report.outcome = "refused";
-        report
-            .messages
-            .push("a `before` hook failed; nothing was written".to_owned());
-        return Ok(report);
-    }
-
-    let me = Holder::for_this_process(&format!("promote --to {}", env.name));
-    match lock::acquire(backend.as_ref(), &env.name, &me).await {
-        Ok(Some(previous)) => printer.warning(&format!(
-            "took over the lock of {} (pid {} on this host, which no longer runs)",
-            previous.holder.id, previous.holder.pid
-        )),
-        Ok(None) => {}
-        Err(LockError::Held { env: name, lease }) => {
+    let applied_by = actor();
+    let job = MigrateJob {
+        set,
+        ledgers: &ledgers,
+        env: &env.name,
+        source: Source::Rung(&source),
+        all_in_one: args.all_in_one,
+        actor: &applied_by,
+        initial: std::sync::Mutex::new(Some(MigratePlan {
+            pending: plan.pending.iter().map(|p| p.name.clone()).collect(),
+            promotion: Some(plan),
+            target,
+            problems: Vec::new(),
+            edited: Vec::new(),
+            adopted: Vec::new(),
+        })),
+        extra_gates,
+    };
+    let kind = backend.kind();
+    let progress = WriteProgress::new(
+        printer,
+        &env.name,
+        format!("d1ctl promote --to {}", env.name),
+        move |plan: &MigratePlan, _changed| {
+            if let Some(promotion) = &plan.promotion {
+                print_plan(context, promotion, env, kind);
+            }
+        },
+    )
+    .before(|| {
+        if args.no_hooks {
+            return true;
+        }
+        run_hooks(context, registry, env, "before", &env.before).unwrap_or_else(|error| {
+            printer.error(&format!("{error:#}"), None);
+            false
+        })
+    });
+    let backups = registry.root.join(".d1ctl").join("backups");
+    let write_target = write::Target {
+        backend: backend.as_ref(),
+        env,
+        backups: &backups,
+    };
+    let options = write::Options {
+        command: format!("promote --to {}", env.name),
+        actor: applied_by.clone(),
+        yes: args.yes,
+        dry_run,
+    };
+    let session = match write::run(&write_target, &job, &options, &progress).await {
+        Ok(session) => session,
+        Err(WriteError::Locked(held)) => {
             printer.error(
-                &LockError::Held { env: name, lease }.to_string(),
+                &format!("{held}; nothing was written"),
                 Some("wait for it to finish; if its holder died, `d1ctl lock release ENV --id ID` frees it"),
             );
             report.outcome = "refused";
             return Ok(report);
         }
-        Err(LockError::Backend(error)) => {
-            return Err(
-                anyhow::Error::from(error).context(format!("could not lock `{}`", env.name))
-            );
+        Err(error) => return Err(anyhow::Error::from(error)),
+    };
+    if let Some(promotion) = &session.plan.promotion {
+        report.plan = promotion.clone();
+    }
+    let rollback_command = session
+        .point
+        .as_ref()
+        .map(|point| format!("d1ctl rollback {} --bookmark {}", env.name, point.point));
+    report.rollback_point.clone_from(&session.point);
+    report.rollback_command.clone_from(&rollback_command);
+    if let Some(done) = &session.done {
+        context.report_applied(done, &env.name);
+        report.applied.clone_from(&done.applied);
+    }
+    match session.outcome {
+        Outcome::UpToDate => {
+            report.outcome = "up_to_date";
+            printer.message(&format!(
+                "`{}` is up to date with `{}`: nothing to do",
+                env.name, report.plan.source
+            ));
+            return Ok(report);
         }
+        Outcome::Blocked => {
+            report.outcome = "blocked";
+            printer.error(
+                &format!(
+                    "promotion to `{}` is blocked by a gate; nothing was written",
+                    env.name
+                ),
+                Some("fix what the failing gate names, then run `d1ctl plan` again"),
+            );
+            return Ok(report);
+        }
+        Outcome::Planned => {
+            printer.message(&format!(
+                "dry run: would take a {} and apply {} to `{}`",
+                if kind == BackendKind::D1 {
+                    "Time Travel bookmark"
+                } else {
+                    "backup under .d1ctl/backups"
+                },
+                plural(report.plan.pending.len(), "migration"),
+                env.name
+            ));
+            return Ok(report);
+        }
+        Outcome::Refused => {
+            report.outcome = "refused";
+            if let Some(refusal) = &session.refusal {
+                if refusal == "the plan changed under the lock" {
+                    printer.error(
+                        &format!("the plan for `{}` changed after `--yes` approved it; nothing was written", env.name),
+                        Some(&format!("review the new plan with `d1ctl plan --to {}` and promote again", env.name)),
+                    );
+                }
+                report.messages.push(format!("{refusal}; nothing was written"));
+            }
+            return Ok(report);
+        }
+        Outcome::Failed => {
+            report.outcome = "failed";
+            if let Some(failure) = &session.failure {
+                let wrote = session.may_have_written(&job);
+                let lines = write_failure(
+                    context,
+                    &env.name,
+                    failure,
+                    &format!(
+                        "fix the migration and run `d1ctl promote --to {}` again to continue{}",
+                        env.name,
+                        if wrote {
+                            ", or restore the state before this promotion with the rollback command"
+                        } else {
+                            ""
+                        }
+                    ),
+                    rollback_command.as_deref().filter(|_| wrote),
+                );
+                report.messages.extend(lines);
+            }
+            return Ok(report);
+        }
+        Outcome::Written => {}
     }
-    let result = promote_locked(
-        context,
-        registry,
-        set,
-        env,
-        backend.as_ref(),
-        &ledgers,
-        &ignore,
-        &source,
-        &target,
-        &me,
-        args,
-        &mut report,
-    )
-    .await;
-    if result.is_err() || report.outcome == "failed" {
-        // The lock must not outlive a failed run; the verify batch releases it on success.
-        let _ = backend.batch(&[lock::release_statement(&me)]).await;
+    report.outcome = "promoted";
+    match &session.verified {
+        Some(Ok(verified)) if verified.differences.is_empty() => {
+            report.verified = Some(true);
+            printer.message(&format!(
+                "{} `{}` now has the same schema as `{}`",
+                printer.paint(Style::Green, "verified:"),
+                env.name,
+                source.name
+            ));
+        }
+        Some(Ok(verified)) => {
+            report.verified = Some(false);
+            printer.error(
+                &format!(
+                    "`{}` was promoted but its schema differs from `{}`'s:\n  {}",
+                    env.name,
+                    source.name,
+                    verified.differences.join("\n  ")
+                ),
+                Some(&format!(
+                    "`d1ctl drift {} {}` shows the full difference",
+                    source.name, env.name
+                )),
+            );
+            report.messages.extend(verified.differences.iter().cloned());
+        }
+        Some(Err(error)) => {
+            report.verified = Some(false);
+            printer.error(
+                &format!("every migration was applied to `{}`, but {error}", env.name),
+                Some(&format!("`d1ctl status {}` shows its state", env.name)),
+            );
+            report.messages.push(error.clone());
+        }
+        None => {}
     }
-    result?;
-    if report.outcome == "promoted"
-        && !args.no_hooks
-        && !run_hooks(context, registry, env, "after", &env.after)?
-    {
+    if !args.no_hooks && !run_hooks(context, registry, env, "after", &env.after)? {
         report.messages.push("an `after` hook failed".to_owned());
         report.verified = Some(false);
     }
@@ -293,181 +379,6 @@ async fn promote_rung(
         ));
     }
     Ok(report)
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the state of one locked promotion"
-)]
-async fn promote_locked(
-    context: &Context,
-    registry: &Registry,
-    set: &MigrationSet,
-    env: &Environment,
-    backend: &dyn Backend,
-    ledgers: &Ledgers,
-    ignore: &[&str],
-    source: &View,
-    target: &View,
-    me: &Holder,
-    args: &PromoteArgs,
-    report: &mut RungReport,
-) -> anyhow::Result<()> {
-    let printer = &context.printer;
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let point = backend
-        .rollback_point(&backups, &env.name)
-        .await
-        .with_context(|| {
-            format!(
-                "could not take a rollback point of `{}`; nothing was written",
-                env.name
-            )
-        })?;
-    let rollback_command = format!("d1ctl rollback {} --bookmark {}", env.name, point.point);
-    printer.message(&format!("rollback point: {} {}", point.kind, point.point));
-    report.rollback_point = Some(point.clone());
-    report.rollback_command = Some(rollback_command.clone());
-
-    let pending = report.plan.migrations(set);
-    let state = &target.state;
-    let extras = Extras {
-        every_batch: lock::guard_statements(me),
-        first_batch: rollback_record(
-            &point,
-            &pending.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
-            &args.to,
-        ),
-        all_in_one: args.all_in_one,
-    };
-    let progress = ApplyProgress::new(printer, &env.name);
-    let outcome = apply::apply(
-        backend,
-        ledgers,
-        state,
-        &target.snapshot,
-        &pending,
-        &actor(),
-        &extras,
-        &progress,
-    )
-    .await;
-    context.report_applied(&outcome, &env.name);
-    report.applied = outcome.applied;
-    if let Some(failure) = outcome.failure {
-        report.outcome = "failed";
-        let lease_lost = lock::is_lease_lost(&failure.error);
-        let message = if lease_lost {
-            format!(
-                "the lock on `{}` was lost before `{}` ran; it did not run",
-                env.name, failure.migration
-            )
-        } else {
-            failure.headline()
-        };
-        printer.error(&message, None);
-        // What the target holds is read back from it, never assumed.
-        let state_line = match ledgers.read(backend).await {
-            Ok(state) => {
-                let applied_now: Vec<String> = ledger::compare(set, &state, set.layout)
-                    .into_iter()
-                    .filter(ledger::MigrationStatus::is_applied)
-                    .map(|s| s.name)
-                    .collect();
-                format!(
-                    "`{}` now has {} applied{}; `{}` {}{}",
-                    env.name,
-                    plural(applied_now.len(), "migration"),
-                    applied_now
-                        .last()
-                        .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
-                    failure.migration,
-                    if applied_now.contains(&failure.migration) {
-                        "is recorded as applied (its unit committed)"
-                    } else {
-                        "did not commit"
-                    },
-                    if failure.not_attempted.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; not attempted: {}", failure.not_attempted.join(", "))
-                    }
-                )
-            }
-            Err(error) => format!(
-                "could not re-read the ledgers of `{}` ({error}): its state is unknown; `d1ctl status {}` shows it",
-                env.name, env.name
-            ),
-        };
-        printer.message(&state_line);
-        printer.message(&format!(
-            "\n{}: fix the migration and run `d1ctl promote --to {}` again to continue, or restore the state before this promotion with `{rollback_command}`",
-            printer.paint(Style::Cyan, "hint"),
-            env.name
-        ));
-        report.messages.push(message);
-        report.messages.push(state_line);
-        return Ok(());
-    }
-
-    // Release the lock and read the schema back in one request, then compare with the source.
-    let rows = backend
-        .batch(&[lock::release_statement(me), schema::snapshot_statement()])
-        .await
-        .with_context(|| format!("could not verify `{}` after applying", env.name))?;
-    let after = schema::Snapshot::from_rows(&rows[1]);
-    let changes = schema::diff(
-        &Schema::build(&source.snapshot, ignore)?,
-        &Schema::build(&after, ignore)?,
-    );
-    report.outcome = "promoted";
-    if changes.is_empty() {
-        report.verified = Some(true);
-        printer.message(&format!(
-            "{} `{}` now has the same schema as `{}`",
-            printer.paint(Style::Green, "verified:"),
-            env.name,
-            source.name
-        ));
-    } else {
-        report.verified = Some(false);
-        let summary: Vec<String> = changes.iter().map(|c| c.summary.clone()).collect();
-        printer.error(
-            &format!(
-                "`{}` was promoted but its schema differs from `{}`'s:\n  {}",
-                env.name,
-                source.name,
-                summary.join("\n  ")
-            ),
-            Some(&format!(
-                "`d1ctl drift {} {}` shows the full difference",
-                source.name, env.name
-            )),
-        );
-        report.messages.extend(summary);
-    }
-    Ok(())
-}
-
-/// The record of the rollback point, written with the first migration.
-fn rollback_record(point: &RollbackPoint, migrations: &[&str], command: &str) -> Vec<Statement> {
-    vec![
-        Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {ROLLBACK_TABLE} (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  kind TEXT NOT NULL,\n  point TEXT NOT NULL,\n  taken_at TEXT NOT NULL,\n  taken_by TEXT NOT NULL,\n  command TEXT NOT NULL,\n  migrations TEXT NOT NULL\n)"
-        )),
-        Statement::with_params(
-            format!(
-                "INSERT INTO {ROLLBACK_TABLE} (kind, point, taken_at, taken_by, command, migrations) VALUES (?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?, ?, ?)"
-            ),
-            vec![
-                Value::from(point.kind),
-                Value::from(point.point.as_str()),
-                Value::from(actor()),
-                Value::from(format!("promote --to {command}")),
-                Value::from(migrations.join(",")),
-            ],
-        ),
-    ]
 }
 
 fn print_plan(context: &Context, plan: &Plan, env: &Environment, kind: BackendKind) {

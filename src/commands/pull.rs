@@ -1,30 +1,24 @@
 //! `d1ctl pull ENV --into LOCAL_ENV`: replace a local SQLite env with a copy of another env's
 //! schema and data ("sync from production").
 //!
-//! The source is dumped in D1's format (the export API for D1, d1ctl's dumper for SQLite), the
-//! dump is executed into a new file beside the target, the target's previous file is kept under
-//! `.d1ctl/backups/`, and the new file is renamed over it. The dump carries the ledger tables, so
-//! the target's ledgers end up as the source's.
+//! The write itself is `core::write::replace`, run by the write engine: dump and build before
+//! the lock, then under it keep the target as the session's rollback point and rename the copy over
+//! it. The dump carries the ledger tables, so the target's ledgers end up as the source's.
 
-use std::io::{BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use crate::backend::BackendKind;
 use crate::cli::PullArgs;
 use crate::cli::printer::Style;
-use crate::cli::reporter::ExportProgress;
-use crate::commands::{Context, ExitStatus, UserError, display_path, plural};
-use crate::core::clock::iso8601_now;
-use crate::core::export::Purpose;
-use crate::core::ledger::{D1CTL_TABLE, DRIZZLE_TABLE};
-use crate::core::registry::{Environment, Registry, Target};
-use crate::core::temp::{TempFile, tmp_dir};
-use crate::d1::dump::DumpOptions;
-use crate::local::dump::{load, open_read_only};
+use crate::cli::reporter::{ExportProgress, WriteProgress};
+use crate::commands::{Context, ExitStatus, UserError, actor, display_path, plural, write_error};
+use crate::core::registry::{Environment, Target};
+use crate::core::temp::tmp_dir;
+use crate::core::write::replace::{PullJob, PullPlan};
+use crate::core::write::{self, Outcome};
+use crate::local::SqliteBackend;
 
 #[derive(Serialize)]
 struct PullReport<'a> {
@@ -63,69 +57,107 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
             ""
         }
     ));
-
-    let with_data = tokio::task::block_in_place(|| tables_with_rows(&target_path, &registry))?;
-    if !with_data.is_empty() && !args.yes {
-        confirm(context, target_env, source_env, &target_path, &with_data)?;
-    }
-
-    let options = DumpOptions::default();
     let progress = ExportProgress::new(printer);
-    source.check(&progress, &options, Purpose::Pull).await?;
-    let dump = TempFile::new(
-        &tmp_dir(&registry)?,
-        &format!("pull-{}", file_safe(&source_env.name)),
-        "sql",
+    let tmp = tmp_dir(&registry)?;
+    let job = PullJob::new(
+        &source,
+        &target_path,
+        &registry.project.ledger,
+        &tmp,
+        &progress,
     );
-    let bytes = source
-        .dump_to_file(&progress, &options, dump.path(), Purpose::Pull)
-        .await?;
-    printer.detail(&format!(
-        "dumped `{}` ({bytes} bytes) to `{}`",
-        source_env.name,
-        display_path(dump.path())
-    ));
-
-    let report = tokio::task::block_in_place(|| {
-        let (building, tables) = build(dump.path(), &target_path, context)?;
-        let backup = if target_path.exists() {
-            let backup = backup(&target_path, target_env, &registry)?;
-            printer.message(&format!(
-                "kept the previous `{}` as `{}`",
-                target_env.name,
-                display_path(&backup)
-            ));
-            Some(backup)
-        } else {
-            None
-        };
-        release_journal(&target_path)?;
-        building.persist(&target_path).with_context(|| {
-            format!(
-                "could not move the new database over `{}`",
-                display_path(&target_path)
+    let backend = SqliteBackend::new(&target_path);
+    let backups = registry.root.join(".d1ctl").join("backups");
+    let target = write::Target {
+        backend: &backend,
+        env: target_env,
+        backups: &backups,
+    };
+    let options = write::Options {
+        command: format!("pull {} --into {}", source_env.name, target_env.name),
+        actor: actor(),
+        yes: args.yes,
+        dry_run: false,
+    };
+    let write_progress = WriteProgress::new(
+        printer,
+        &target_env.name,
+        format!("d1ctl pull {} --into {}", source_env.name, target_env.name),
+        |_: &PullPlan, _| {},
+    );
+    let report = match write::run(&target, &job, &options, &write_progress).await {
+        Ok(report) => report,
+        Err(error) => return write_error(context, error, &target_env.name),
+    };
+    let undo = report.point.as_ref().map(|point| {
+        format!(
+            "d1ctl rollback {} --bookmark {}",
+            target_env.name, point.point
+        )
+    });
+    match report.outcome {
+        Outcome::Written => {}
+        Outcome::Failed => {
+            if let Some(failure) = &report.failure {
+                printer.error(&failure.unit.headline(), None);
+                printer.message(&match &failure.after {
+                    Ok(_) => format!(
+                        "`{}` was left as it was (`{}`)",
+                        target_env.name,
+                        display_path(&target_path)
+                    ),
+                    Err(error) => format!("could not look at `{}`: {error}", target_env.name),
+                });
+            }
+            if let Some(undo) = &undo {
+                printer.message(&format!(
+                    "{}: its state before the pull is kept: {undo}",
+                    printer.paint(Style::Cyan, "rollback")
+                ));
+            }
+            return Ok(ExitStatus::Failure);
+        }
+        _ => return Ok(ExitStatus::Failure),
+    }
+    let done = report.done.unwrap_or_default();
+    if done.foreign_key_violations > 0 {
+        printer.warning(&format!(
+            "{} violate a foreign key in the copy, as in the source",
+            plural(
+                usize::try_from(done.foreign_key_violations).unwrap_or(usize::MAX),
+                "row"
             )
-        })?;
-        anyhow::Ok(PullReport {
-            source: &source_env.name,
-            target: &target_env.name,
-            backup: backup.as_deref().map(display_path),
-            tables,
-            bytes,
-        })
-    })?;
-    drop(dump);
-
+        ));
+    }
+    let tables = match &report.verified {
+        Some(Ok(verified)) => verified.tables,
+        Some(Err(error)) => {
+            printer.warning(error);
+            done.tables
+        }
+        None => done.tables,
+    };
+    let json = PullReport {
+        source: &source_env.name,
+        target: &target_env.name,
+        backup: report.point.as_ref().map(|point| point.point.clone()),
+        tables,
+        bytes: done.bytes,
+    };
     if printer.is_json() {
-        printer.json(&report)?;
+        printer.json(&json)?;
     }
     printer.message(&format!(
-        "{} copied `{}` into `{}`: {} ({bytes} bytes of SQL)",
+        "{} copied `{}` into `{}`: {} ({} bytes of SQL)",
         printer.paint(Style::Green, "done:"),
         source_env.name,
         target_env.name,
-        plural(report.tables, "table"),
+        plural(tables, "table"),
+        done.bytes,
     ));
+    if let Some(undo) = &undo {
+        printer.message(&format!("undo with: {undo}"));
+    }
     Ok(ExitStatus::Success)
 }
 
@@ -180,257 +212,4 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
-}
-
-/// The target's own tables that hold at least one row: the ledgers, d1ctl's bookkeeping and
-/// SQLite's and Cloudflare's internal tables do not count. A table that cannot be read counts.
-fn tables_with_rows(path: &Path, registry: &Registry) -> anyhow::Result<Vec<String>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let connection = open_read_only(path).with_context(|| {
-        format!(
-            "could not open `{}` to see what it holds",
-            display_path(path)
-        )
-    })?;
-    let tables: Vec<(String, String)> = connection
-        .prepare(
-            "SELECT name, coalesce(sql, '') FROM sqlite_schema WHERE type = 'table' ORDER BY rowid",
-        )?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    let virtual_tables: Vec<&str> = tables
-        .iter()
-        .filter(|(_, sql)| sql.starts_with("CREATE VIRTUAL TABLE"))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    let mut with_rows = Vec::new();
-    for (name, _) in &tables {
-        let lower = name.to_ascii_lowercase();
-        let bookkeeping = lower.starts_with("sqlite_")
-            || lower.starts_with("_cf_")
-            || lower.starts_with("_d1ctl_")
-            || name == D1CTL_TABLE
-            || name == DRIZZLE_TABLE
-            || name == &registry.project.ledger
-            || virtual_tables.iter().any(|vt| {
-                name.strip_prefix(vt)
-                    .is_some_and(|rest| rest.starts_with('_'))
-            });
-        if bookkeeping {
-            continue;
-        }
-        let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM \"{}\")",
-            name.replace('"', "\"\"")
-        );
-        let has_rows = connection
-            .query_row(&sql, [], |row| row.get::<_, bool>(0))
-            .unwrap_or(true);
-        if has_rows {
-            with_rows.push(name.clone());
-        }
-    }
-    Ok(with_rows)
-}
-
-/// Asks before replacing a target with data: only on a terminal, by typing the env's name.
-fn confirm(
-    context: &Context,
-    target: &Environment,
-    source: &Environment,
-    path: &Path,
-    with_data: &[String],
-) -> anyhow::Result<()> {
-    let printer = &context.printer;
-    let shown: Vec<String> = with_data.iter().take(8).map(|t| format!("`{t}`")).collect();
-    let more = if with_data.len() > shown.len() {
-        format!(" and {} more", with_data.len() - shown.len())
-    } else {
-        String::new()
-    };
-    let what = format!(
-        "env `{}` (`{}`) holds rows in {} ({}{more}); `pull` replaces the whole file with `{}`'s data",
-        target.name,
-        display_path(path),
-        plural(with_data.len(), "table"),
-        shown.join(", "),
-        source.name
-    );
-    // The question needs someone at a terminal who can see it (stderr shown, not `--quiet`).
-    let interactive = std::io::stdin().is_terminal() && !printer.progress_target().is_hidden();
-    if !interactive {
-        return Err(UserError::new(
-            format!("{what}; not overwriting it without confirmation"),
-            format!(
-                "rerun with `--yes` to overwrite it (its current file is kept under `.d1ctl/backups/`): `d1ctl pull {} --into {} --yes`",
-                source.name, target.name
-            ),
-        )
-        .into());
-    }
-    printer.warning(&what);
-    printer.message(&format!(
-        "the current file will be kept under `.d1ctl/backups/`. Type `{}` to overwrite it:",
-        target.name
-    ));
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .context("could not read the confirmation")?;
-    if answer.trim() == target.name {
-        Ok(())
-    } else {
-        Err(UserError::new(
-            format!("not confirmed: `{}` was left as it was", target.name),
-            format!(
-                "type the env name exactly (`{}`), or pass `--yes`",
-                target.name
-            ),
-        )
-        .into())
-    }
-}
-
-/// Executes the dump into a new file beside the target (same folder, so the final rename is
-/// atomic); returns it with its number of tables.
-fn build(dump: &Path, target: &Path, context: &Context) -> anyhow::Result<(TempFile, usize)> {
-    let dir = target
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let name = target
-        .file_name()
-        .map_or_else(|| "database".into(), |name| name.to_string_lossy());
-    let building = TempFile::new(dir, &format!(".{name}.d1ctl-pull"), "tmp");
-    let connection = crate::local::open(building.path())
-        .with_context(|| format!("could not create `{}`", display_path(building.path())))?;
-    let reader = BufReader::with_capacity(256 * 1024, fs_err::File::open(dump)?);
-    let loaded =
-        load(&connection, reader).context("could not load the dump into a new database")?;
-    if loaded.foreign_key_violations > 0 {
-        context.printer.warning(&format!(
-            "{} violate a foreign key in the copy, as in the source",
-            plural(
-                usize::try_from(loaded.foreign_key_violations).unwrap_or(usize::MAX),
-                "row"
-            )
-        ));
-    }
-    let tables: i64 = connection.query_row(
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
-        [],
-        |row| row.get(0),
-    )?;
-    connection
-        .close()
-        .map_err(|(_, error)| error)
-        .context("could not close the new database")?;
-    // A journal left by the load would belong to the temp name, not to the target.
-    for suffix in ["-journal", "-wal", "-shm"] {
-        let side = side_file(building.path(), suffix);
-        if side.exists() {
-            fs_err::remove_file(side)?;
-        }
-    }
-    Ok((building, usize::try_from(tables).unwrap_or_default()))
-}
-
-/// `VACUUM INTO .d1ctl/backups/<env>-<UTC timestamp>.sqlite`: a consistent copy of the target
-/// (committed WAL content included), made before anything replaces it.
-fn backup(target: &Path, env: &Environment, registry: &Registry) -> anyhow::Result<PathBuf> {
-    let dir = registry.root.join(".d1ctl").join("backups");
-    fs_err::create_dir_all(&dir)?;
-    let stamp = iso8601_now().replace([':', '.'], "-");
-    let base = format!("{}-{stamp}", file_safe(&env.name));
-    let mut path = dir.join(format!("{base}.sqlite"));
-    let mut attempt = 1;
-    while path.exists() {
-        path = dir.join(format!("{base}-{attempt}.sqlite"));
-        attempt += 1;
-    }
-    let destination = path
-        .to_str()
-        .context("the backup path is not valid UTF-8")?;
-    let connection = open_read_only(target)
-        .with_context(|| format!("could not open `{}` to back it up", display_path(target)))?;
-    connection
-        .execute("VACUUM INTO ?1", [destination])
-        .with_context(|| {
-            format!(
-                "could not back up `{}` to `{}`; nothing was changed",
-                display_path(target),
-                display_path(&path)
-            )
-        })?;
-    Ok(path)
-}
-
-/// Before the new file takes the target's name: the target's WAL is checkpointed and its
-/// journal mode set to DELETE (which needs that no other process holds it), so no `-wal`,
-/// `-shm` or hot `-journal` of the old file can be applied to the new one.
-fn release_journal(target: &Path) -> anyhow::Result<()> {
-    if !target.exists() {
-        return Ok(());
-    }
-    let busy = |error: &dyn std::fmt::Display| -> anyhow::Error {
-        UserError::new(
-            format!(
-                "could not take `{}` over: {error}; nothing was changed",
-                display_path(target)
-            ),
-            "another process (e.g. `wrangler dev`) may have the file open; stop it and rerun",
-        )
-        .into()
-    };
-    {
-        let connection = Connection::open_with_flags(
-            target,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|error| busy(&error))?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(|error| busy(&error))?;
-        // Reading recovers a hot journal and reads the WAL; switching to DELETE checkpoints it.
-        connection
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-            .map_err(|error| busy(&error))?;
-        let mode: String = connection
-            .query_row("PRAGMA journal_mode=DELETE", [], |row| row.get(0))
-            .map_err(|error| busy(&error))?;
-        if !mode.eq_ignore_ascii_case("delete") {
-            return Err(busy(&format!("its journal mode stayed `{mode}`")));
-        }
-        connection.close().map_err(|(_, error)| busy(&error))?;
-    }
-    // Whatever is left now is stale: the old file's content is complete without it.
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let side = side_file(target, suffix);
-        if side.exists() {
-            fs_err::remove_file(&side)?;
-        }
-    }
-    Ok(())
-}
-
-fn side_file(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
-}
-
-/// An env name as part of a file name.
-fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

@@ -1,93 +1,158 @@
 //! `d1ctl rollback ENV [--bookmark B | --last]`: restore an env to a rollback point.
 
-use anyhow::Context as _;
-
-use crate::backend::{Backend, Statement};
+use crate::cli::RollbackArgs;
 use crate::cli::printer::Style;
-use crate::cli::{RollbackArgs, StatusArgs};
-use crate::commands::{Context, ExitStatus, UserError, confirm, status};
-use crate::core::lock;
-use crate::core::promote::ROLLBACK_TABLE;
+use crate::cli::reporter::WriteProgress;
+use crate::commands::{Context, ExitStatus, actor, age, plural, write_error};
+use crate::core::ledger::Ledgers;
+use crate::core::write::restore::{Choice, RestoreJob, RestorePlan};
+use crate::core::write::{self, Outcome};
 
 pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::Result<ExitStatus> {
     let printer = &context.printer;
     let registry = context.registry()?;
+    let set = context.migrations(&registry)?;
     let env = registry.resolve(&args.environment)?;
     let (backend, _) = context.open_target(&registry, env, true).await?;
-    let point = if let Some(point) = args.bookmark {
-        point
-    } else {
-        last_point(context, backend.as_ref(), &env.name).await?
+    let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
+    let job = RestoreJob {
+        set: &set,
+        ledgers: &ledgers,
+        choice: args.bookmark.clone().map_or(Choice::Last, Choice::Given),
     };
-    printer.warning(&format!(
-        "this replaces the whole of `{}` with its state at the rollback point; later writes are lost",
-        env.name
-    ));
-    if env.protected && !confirm(context, env, args.yes)? {
-        return Ok(ExitStatus::Failure);
-    }
-    // No promotion may run while the database is replaced.
-    let me = lock::Holder::for_this_process(&format!("rollback {}", env.name));
-    match lock::acquire(backend.as_ref(), &env.name, &me).await {
-        Ok(_) => {}
-        Err(error @ lock::LockError::Held { .. }) => {
-            printer.error(
-                &error.to_string(),
-                Some("wait for the promotion to finish, then roll back"),
-            );
+    let command = format!("rollback {}", env.name);
+    let env_name = env.name.clone();
+    let progress = WriteProgress::new(
+        printer,
+        &env.name,
+        format!("d1ctl {command}{}", if args.last { " --last" } else { "" }),
+        move |plan: &RestorePlan, _changed| show_plan(context, &env_name, plan),
+    );
+    let backups = registry.root.join(".d1ctl").join("backups");
+    let target = write::Target {
+        backend: backend.as_ref(),
+        env,
+        backups: &backups,
+    };
+    let options = write::Options {
+        command,
+        actor: actor(),
+        yes: args.yes,
+        dry_run: false,
+    };
+    let report = match write::run(&target, &job, &options, &progress).await {
+        Ok(report) => report,
+        Err(error) => return write_error(context, error, &env.name),
+    };
+    match report.outcome {
+        Outcome::Blocked => return Ok(ExitStatus::Failure),
+        Outcome::Refused | Outcome::UpToDate | Outcome::Planned => {
             return Ok(ExitStatus::Failure);
         }
-        Err(lock::LockError::Backend(error)) => return Err(error.into()),
+        Outcome::Written | Outcome::Failed => {}
     }
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let restored = backend.restore(&point, &backups, &env.name).await;
-    // The restored state may hold the lock row of the promotion that took the point (or ours,
-    // if the restore failed): both are stale now.
-    let _ = backend
-        .batch(&[Statement::new(format!("DELETE FROM {}", lock::LOCK_TABLE))])
-        .await;
-    let undo = restored.with_context(|| format!("could not restore `{}`", env.name))?;
+    let undo = report.point.as_ref().map(|point| {
+        format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
+    });
+    if let Some(failure) = &report.failure {
+        printer.error(&failure.unit.headline(), None);
+        match &failure.after {
+            Ok(applied) => printer.message(&format!(
+                "`{}` records {} now",
+                env.name,
+                plural(applied.len(), "applied migration")
+            )),
+            Err(error) => printer.message(&format!(
+                "could not re-read `{}` ({error}): its state is unknown; `d1ctl status {}` shows it",
+                env.name, env.name
+            )),
+        }
+        if let Some(undo) = &undo {
+            printer.message(&format!(
+                "{}: the state before this rollback is kept: {undo}",
+                printer.paint(Style::Cyan, "undo")
+            ));
+        }
+        return Ok(ExitStatus::Failure);
+    }
     printer.message(&format!(
-        "{} `{}` is back at {point}\nundo with: d1ctl rollback {} --bookmark {}",
+        "{} `{}` is back at {}",
         printer.paint(Style::Green, "restored:"),
         env.name,
-        env.name,
-        undo.point
+        report.plan.point.as_deref().unwrap_or_default()
     ));
-    status::status(
-        StatusArgs {
-            environments: vec![env.name.clone()],
-        },
-        context,
-    )
-    .await
+    match &report.verified {
+        Some(Ok(applied)) => printer.message(&format!(
+            "`{}` records {}{}",
+            env.name,
+            plural(applied.len(), "applied migration"),
+            applied
+                .last()
+                .map_or_else(String::new, |last| format!(" (the last is `{last}`)"))
+        )),
+        Some(Err(error)) => printer.warning(error),
+        None => {}
+    }
+    if let Some(undo) = &undo {
+        printer.message(&format!("undo with: {undo}"));
+    }
+    Ok(ExitStatus::Success)
 }
 
-/// The newest rollback point recorded on the env by `promote`.
-async fn last_point(context: &Context, backend: &dyn Backend, env: &str) -> anyhow::Result<String> {
-    let rows = backend
-        .read(&[Statement::new(format!(
-            "SELECT kind, point, taken_at, command FROM {ROLLBACK_TABLE} ORDER BY id DESC LIMIT 1"
-        ))])
-        .await;
-    let last = rows.ok().and_then(|rows| {
-        let table = rows.into_iter().next()?;
-        let row = table.rows.first()?;
-        Some((
-            table.get(row, "point").to_text()?,
-            table.get(row, "taken_at").to_text().unwrap_or_default(),
-            table.get(row, "command").to_text().unwrap_or_default(),
-        ))
-    });
-    let Some((point, taken_at, command)) = last else {
-        return Err(UserError::new(
-            format!("`{env}` has no recorded rollback point"),
-            "rollback points are recorded by `d1ctl promote`; pass one with `--bookmark`",
-        )
-        .into());
+fn show_plan(context: &Context, env: &str, plan: &RestorePlan) {
+    let printer = &context.printer;
+    if let Some(point) = &plan.point {
+        if let Some(recorded) = plan.history.points.iter().find(|p| &p.point == point) {
+            printer.message(&format!(
+                "the rollback point was taken {} ago ({}) by `{}`",
+                age(recorded.age_seconds),
+                recorded.taken_at,
+                recorded.command
+            ));
+        }
+        printer.warning(&format!(
+            "this replaces the whole of `{env}` with its state at the rollback point; later writes are lost"
+        ));
+        return;
+    }
+    let mut text = match &plan.unrecorded {
+        Some(session) => format!(
+            "the last write session on `{env}` (`{}`, {} ago) recorded no rollback point: it failed or was stopped before its first write committed, so `--last` has nothing of it to undo; nothing was restored",
+            session.command,
+            age(session.age_seconds)
+        ),
+        None => format!("`{env}` has no recorded rollback point; nothing was restored"),
     };
-    context.printer.message(&format!(
-        "the last rollback point was taken at {taken_at} by `{command}`"
-    ));
-    Ok(point)
+    if plan.history.points.is_empty() {
+        text.push_str("\n  no rollback points are recorded there");
+    } else {
+        text.push_str(&format!("\n  rollback points on `{env}`, newest first:"));
+        for (index, point) in plan.history.points.iter().enumerate() {
+            let undone: Vec<String> = plan
+                .history
+                .undone_by(index)
+                .iter()
+                .map(|p| {
+                    if p.migrations.is_empty() {
+                        format!("`{}`", p.command)
+                    } else {
+                        format!("`{}` ({})", p.command, p.migrations.join(", "))
+                    }
+                })
+                .collect();
+            text.push_str(&format!(
+                "\n    {} {}, taken {} ago; restoring it undoes {}",
+                point.kind,
+                point.point,
+                age(point.age_seconds),
+                undone.join(", ")
+            ));
+        }
+    }
+    printer.error(
+        &text,
+        Some(&format!(
+            "pick the point to restore with `d1ctl rollback {env} --bookmark POINT`"
+        )),
+    );
 }

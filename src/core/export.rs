@@ -240,6 +240,8 @@ impl Source<'_> {
                     && !is_shadow_table(name, &virtual_tables)
                     && !name.starts_with("sqlite_")
                     && !name.to_ascii_lowercase().starts_with("_cf_")
+                    // d1ctl's own bookkeeping (lock, sessions, rollback points) is no one's data.
+                    && (!name.starts_with("_d1ctl_") || *name == crate::core::ledger::D1CTL_TABLE)
             })
             .collect();
         let names = if refused.is_empty() {

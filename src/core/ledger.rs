@@ -13,8 +13,9 @@ pub const D1CTL_TABLE: &str = "_d1ctl_migrations";
 /// drizzle's ledger (drizzle-orm's default `migrationsTable`).
 pub const DRIZZLE_TABLE: &str = "__drizzle_migrations";
 /// d1ctl's other bookkeeping tables, never part of the user's schema.
-pub const INTERNAL_TABLES: [&str; 4] = [
+pub const INTERNAL_TABLES: [&str; 5] = [
     "_d1ctl_unit_state",
+    "_d1ctl_sessions",
     "_d1ctl_lock",
     "_d1ctl_lease_guard",
     "_d1ctl_rollback_points",
@@ -209,6 +210,17 @@ impl Ledgers {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// Statements reading every ledger this project keeps, which must all exist (after a
+    /// write created them); parsed back by [`Ledgers::parse_read`].
+    pub fn read_statements_all(&self) -> Vec<Statement> {
+        self.read_statements(self.tables())
+    }
+
+    /// Parses the rows of [`Ledgers::read_statements_all`].
+    pub fn parse_read(&self, rows: &[Rows]) -> LedgerState {
+        Self::parse(self.tables(), rows)
     }
 
     /// The ledger tables this project reads: drizzle's only in a drizzle layout.

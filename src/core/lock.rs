@@ -115,12 +115,24 @@ pub async fn acquire(
     env: &str,
     me: &Holder,
 ) -> Result<Option<Lease>, LockError> {
+    acquire_with(backend, env, me, &[]).await
+}
+
+/// [`acquire`], with `extra` statements run in the same batch right after the lock row is
+/// written (they must make themselves conditional on holding it).
+pub async fn acquire_with(
+    backend: &dyn Backend,
+    env: &str,
+    me: &Holder,
+    extra: &[Statement],
+) -> Result<Option<Lease>, LockError> {
     let mut statements = create_statements();
     statements.push(read_statement());
     statements.push(Statement::new(format!(
         "DELETE FROM {LOCK_TABLE} WHERE expires_at < unixepoch()"
     )));
     statements.push(insert_statement(me));
+    statements.extend_from_slice(extra);
     statements.push(read_statement());
     let rows = backend.batch(&statements).await?;
     let before = parse(&rows[2]);
@@ -131,17 +143,17 @@ pub async fn acquire(
         }
         Some(lease) if lease.holder.is_dead_local_process() => {
             // Its process is gone: nothing can still be writing under that lease.
-            let rows = backend
-                .batch(&[
-                    Statement::with_params(
-                        format!("DELETE FROM {LOCK_TABLE} WHERE holder = ?"),
-                        vec![Value::from(lease.holder.id.as_str())],
-                    ),
-                    insert_statement(me),
-                    read_statement(),
-                ])
-                .await?;
-            match parse(&rows[2]) {
+            let mut statements = vec![
+                Statement::with_params(
+                    format!("DELETE FROM {LOCK_TABLE} WHERE holder = ?"),
+                    vec![Value::from(lease.holder.id.as_str())],
+                ),
+                insert_statement(me),
+            ];
+            statements.extend_from_slice(extra);
+            statements.push(read_statement());
+            let rows = backend.batch(&statements).await?;
+            match parse(&rows[rows.len() - 1]) {
                 Some(now) if now.holder.id == me.id => Ok(Some(lease)),
                 Some(other) => Err(LockError::Held {
                     env: env.to_owned(),
@@ -195,11 +207,6 @@ pub fn guard_statements(me: &Holder) -> Vec<Statement> {
             vec![Value::from(me.id.as_str())],
         ),
     ]
-}
-
-/// Whether a failed batch failed because its lease guard fired.
-pub fn is_lease_lost(error: &BackendError) -> bool {
-    error.to_string().contains("lease_lost IS NULL")
 }
 
 /// Releases our lease (a no-op when it is not ours any more).

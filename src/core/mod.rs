@@ -21,3 +21,4 @@ pub mod seed;
 pub mod sql;
 pub mod temp;
 pub mod wrangler_config;
+pub mod write;

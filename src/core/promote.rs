@@ -55,9 +55,6 @@ impl View {
     }
 }
 
-/// d1ctl's record of the rollback points a promotion took, written with its first migration.
-pub const ROLLBACK_TABLE: &str = "_d1ctl_rollback_points";
-
 #[derive(Debug, thiserror::Error)]
 #[error("could not read env `{env}`")]
 pub struct ReadError {

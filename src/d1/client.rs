@@ -635,21 +635,14 @@ impl Backend for D1Backend {
         })
     }
 
-    async fn restore(
-        &self,
-        point: &str,
-        _backups: &std::path::Path,
-        _label: &str,
-    ) -> Result<RollbackPoint, BackendError> {
+    async fn restore(&self, point: &str) -> Result<(), BackendError> {
         let restored = self
             .client
             .restore(point)
             .await
             .map_err(|error| BackendError::Other(Box::new(error)))?;
-        Ok(RollbackPoint {
-            kind: "bookmark",
-            point: restored.previous_bookmark,
-        })
+        tracing::debug!(previous = %restored.previous_bookmark, "restored");
+        Ok(())
     }
 
     /// Asks Cloudflare what the id names, and refuses when it is not the configured database.

@@ -212,12 +212,7 @@ impl Backend for SqliteBackend {
         })
     }
 
-    async fn restore(
-        &self,
-        point: &str,
-        backups: &Path,
-        label: &str,
-    ) -> Result<RollbackPoint, BackendError> {
+    async fn restore(&self, point: &str) -> Result<(), BackendError> {
         let source = Path::new(point);
         if !source.is_file() {
             return Err(BackendError::Unavailable {
@@ -225,10 +220,6 @@ impl Backend for SqliteBackend {
                 hint: Some("list the backups in `.d1ctl/backups/`, or use `--last`".to_owned()),
             });
         }
-        // Nothing lost: the state being replaced becomes a backup too.
-        let undo = self
-            .rollback_point(backups, &format!("{label}-before-rollback"))
-            .await?;
         let backup = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| self.unavailable(e))?;
         self.with_connection(true, |connection| {
@@ -237,7 +228,13 @@ impl Backend for SqliteBackend {
             copy.run_to_completion(256, Duration::ZERO, None)
                 .map_err(|e| self.unavailable(e))
         })?;
-        Ok(undo)
+        Ok(())
+    }
+
+    fn release_files(&self) {
+        if let Ok(mut guard) = self.connection.lock() {
+            guard.take();
+        }
     }
 
     async fn batch(&self, statements: &[Statement]) -> Result<Vec<Rows>, BackendError> {

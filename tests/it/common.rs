@@ -237,7 +237,7 @@ pub(crate) fn schema_lines(connection: &Connection) -> Vec<String> {
     rows(
         connection,
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' \
-         AND name NOT IN ('d1_migrations', '_d1ctl_migrations', '__drizzle_migrations') ORDER BY type, name",
+         AND name NOT IN ('d1_migrations', '__drizzle_migrations') AND name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' ORDER BY type, name",
     )
     .into_iter()
     .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
