@@ -28,7 +28,8 @@ pub(crate) fn confirm(printer: &Printer, env: &str, why: &str, yes: bool, rerun:
     }
     let answer = {
         let mut stderr = std::io::stderr().lock();
-        let asked = write!(stderr, "{why}. Type `{env}` to continue: ").and_then(|()| stderr.flush());
+        let asked =
+            write!(stderr, "{why}. Type `{env}` to continue: ").and_then(|()| stderr.flush());
         let mut answer = String::new();
         asked
             .and_then(|()| std::io::stdin().lock().read_line(&mut answer))

@@ -237,6 +237,9 @@ impl RehearsalReporter for RehearsalProgress<'_> {
     }
 }
 
+/// How a command shows its plan (`true`: a new plan made under the lock).
+type ShowPlan<'a, P> = Box<dyn Fn(&P, bool) + Send + Sync + 'a>;
+
 /// The terminal side of a write session: apply's bar, plus how the command shows its plan and
 /// what runs before the lock.
 pub(crate) struct WriteProgress<'a, P> {
@@ -244,7 +247,7 @@ pub(crate) struct WriteProgress<'a, P> {
     printer: &'a Printer,
     /// The command to rerun with `--yes`, for the confirmation's hint.
     rerun: String,
-    show: Box<dyn Fn(&P, bool) + Send + Sync + 'a>,
+    show: ShowPlan<'a, P>,
     before: Box<dyn Fn() -> bool + Send + Sync + 'a>,
 }
 
@@ -295,9 +298,8 @@ impl<P> ApplyReporter for WriteProgress<'_, P> {
 impl<P> crate::core::write::WriteReporter<P> for WriteProgress<'_, P> {
     fn show_plan(&self, plan: &P, changed: bool) {
         if changed {
-            self.printer.warning(
-                "the target changed between the plan and the lock; this is the plan now:",
-            );
+            self.printer
+                .warning("the target changed between the plan and the lock; this is the plan now:");
         }
         (self.show)(plan, changed);
     }

@@ -173,9 +173,10 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
             }
             if let Some(failure) = &report.failure {
                 let wrote = report.may_have_written(&job);
-                let rollback = report.point.as_ref().filter(|_| wrote).map(|point| {
-                    format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
-                });
+                let rollback =
+                    report.point.as_ref().filter(|_| wrote).map(|point| {
+                        format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
+                    });
                 let file = match &failure.unit {
                     write::UnitFailure::Migration(detail) => set
                         .get(&detail.migration)

@@ -118,7 +118,11 @@ fn show_plan(context: &Context, env: &str, plan: &BaselinePlan, count: usize, la
         printer.error(
             &format!(
                 "{} recorded on `{env}` with another checksum: {}; nothing was recorded",
-                if plan.mismatched.len() == 1 { "a migration is" } else { "migrations are" },
+                if plan.mismatched.len() == 1 {
+                    "a migration is"
+                } else {
+                    "migrations are"
+                },
                 plan.mismatched.join(", ")
             ),
             Some("restore the file as it ran; baseline only records what is missing"),

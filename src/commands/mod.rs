@@ -405,7 +405,11 @@ impl Context {
     }
 
     /// Prints what an apply did: recovered (lost response, committed) and applied migrations.
-    pub(crate) fn report_applied(&self, outcome: &crate::core::write::migrate::Migrated, env: &str) {
+    pub(crate) fn report_applied(
+        &self,
+        outcome: &crate::core::write::migrate::Migrated,
+        env: &str,
+    ) {
         if !outcome.adopted.is_empty() {
             self.printer.detail(&format!(
                 "recorded {} already applied by another tool in the ledgers that lacked them",
@@ -493,16 +497,19 @@ pub(crate) fn write_failure(
     use crate::core::write::{FailureKind, UnitFailure};
     let printer = &context.printer;
     let (migration, not_attempted) = match &failure.unit {
-        UnitFailure::Migration(detail) => (Some(detail.migration.as_str()), detail.not_attempted.clone()),
+        UnitFailure::Migration(detail) => (
+            Some(detail.migration.as_str()),
+            detail.not_attempted.clone(),
+        ),
         UnitFailure::Other { .. } => (None, Vec::new()),
     };
     let headline = match (failure.kind, migration) {
         (FailureKind::LeaseLost, Some(name)) => format!(
             "the lock on `{env}` was lost (its lease expired or another session took it) before `{name}` ran; its unit was aborted by the lease guard"
         ),
-        (FailureKind::LeaseLost, None) => format!(
-            "the lock on `{env}` was lost; the unit was aborted by the lease guard"
-        ),
+        (FailureKind::LeaseLost, None) => {
+            format!("the lock on `{env}` was lost; the unit was aborted by the lease guard")
+        }
         _ => failure.unit.headline(),
     };
     printer.error(&headline, None);
@@ -519,15 +526,13 @@ pub(crate) fn write_failure(
                     .map_or_else(String::new, |last| format!(" (the last is `{last}`)")),
             );
             if let Some(name) = migration {
-                text.push_str(&format!(
-                    "; `{name}` {}",
-                    match (committed, failure.kind) {
-                        (true, _) => "is recorded as applied (its unit committed)",
-                        (false, FailureKind::OutcomeUnknown) =>
-                            "did not commit (its answer was lost; the ledger, read after, does not record it)",
-                        (false, _) => "was rolled back and left no trace",
-                    }
-                ));
+                text.push_str(&match (committed, failure.kind) {
+                    (true, _) => format!("; `{name}` is recorded as applied (its unit committed)"),
+                    (false, FailureKind::OutcomeUnknown) => format!(
+                        "; the response was lost, and the ledger shows `{name}` did not commit, so nothing of it ran"
+                    ),
+                    (false, _) => format!("; `{name}` was rolled back and left no trace"),
+                });
             }
             if !not_attempted.is_empty() {
                 text.push_str(&format!("; not attempted: {}", not_attempted.join(", ")));

@@ -302,7 +302,9 @@ async fn promote_rung(
                         Some(&format!("review the new plan with `d1ctl plan --to {}` and promote again", env.name)),
                     );
                 }
-                report.messages.push(format!("{refusal}; nothing was written"));
+                report
+                    .messages
+                    .push(format!("{refusal}; nothing was written"));
             }
             return Ok(report);
         }

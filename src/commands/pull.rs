@@ -61,6 +61,7 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
     let tmp = tmp_dir(&registry)?;
     let job = PullJob::new(
         &source,
+        &target_env.name,
         &target_path,
         &registry.project.ledger,
         &tmp,

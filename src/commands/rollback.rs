@@ -51,9 +51,10 @@ pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::R
         }
         Outcome::Written | Outcome::Failed => {}
     }
-    let undo = report.point.as_ref().map(|point| {
-        format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
-    });
+    let undo = report
+        .point
+        .as_ref()
+        .map(|point| format!("d1ctl rollback {} --bookmark {}", env.name, point.point));
     if let Some(failure) = &report.failure {
         printer.error(&failure.unit.headline(), None);
         match &failure.after {

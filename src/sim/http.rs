@@ -877,22 +877,23 @@ async fn run_sql(
 ) -> Result<Response, ApiError> {
     let (_, database) = app.database(id)?;
     let entries = parse_query_body(body)?;
-    if app.take_fault(|faults| &mut faults.reject_as_malformed) {
+    let spared = app.take_fault(|faults| &mut faults.skip_sql_requests);
+    if !spared && app.take_fault(|faults| &mut faults.reject_as_malformed) {
         return Err(ApiError::malformed(
             "simulated rejection of the request's shape",
         ));
     }
-    if app.take_fault(|faults| &mut faults.fail_before_commit) {
+    if !spared && app.take_fault(|faults| &mut faults.fail_before_commit) {
         return Err(ApiError::internal("simulated failure before commit"));
     }
     let outputs = tokio::task::spawn_blocking(move || database.execute(&entries))
         .await
         .map_err(ApiError::internal)?
         .map_err(|error| ApiError::sql(error.0))?;
-    if app.take_fault(|faults| &mut faults.fail_after_commit) {
+    if !spared && app.take_fault(|faults| &mut faults.fail_after_commit) {
         return Err(ApiError::internal("simulated failure after commit"));
     }
-    if app.take_fault(|faults| &mut faults.drop_after_commit) {
+    if !spared && app.take_fault(|faults| &mut faults.drop_after_commit) {
         connection.cut();
         return Err(ApiError::internal("simulated dropped connection"));
     }

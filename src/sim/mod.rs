@@ -48,6 +48,9 @@ pub struct SimConfig {
 pub struct Faults {
     /// Milliseconds added to every Cloudflare-API request.
     pub latency_ms: u64,
+    /// The next N `/query` or `/raw` requests run untouched before the faults below apply to
+    /// the ones after (so a test can aim past a client's lock and reads at its first unit).
+    pub skip_sql_requests: u32,
     /// The next N `/query` or `/raw` requests answer HTTP 500 without executing.
     pub fail_before_commit: u32,
     /// The next N `/query` or `/raw` requests answer 400 with code 7400 (malformed), as

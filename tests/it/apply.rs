@@ -148,7 +148,20 @@ fn a_failure_in_the_first_migration_leaves_no_ledger_tables() {
             .contains("syntax error")
     );
     let db = project.db("local.sqlite");
-    assert!(rows(&db, "SELECT name FROM sqlite_master").is_empty());
+    // Only the session's own bookkeeping is left (its lock, released, and the record that it
+    // ran and committed nothing, which `rollback --last` reads): no table, no ledger.
+    assert_eq!(
+        rows(
+            &db,
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name <> 'sqlite_sequence' ORDER BY name"
+        ),
+        ["_d1ctl_lease_guard", "_d1ctl_lock", "_d1ctl_sessions"]
+    );
+    assert_eq!(rows(&db, "SELECT count(*) FROM _d1ctl_lock"), ["0"]);
+    assert_eq!(
+        rows(&db, "SELECT command, point IS NULL FROM _d1ctl_sessions"),
+        ["apply local|1"]
+    );
 }
 
 #[test]

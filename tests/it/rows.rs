@@ -436,13 +436,15 @@ fn the_guard_costs_no_extra_request_on_d1() {
     let sim = case.sim.as_ref().unwrap();
     sim.reset_stats();
     case.run_ok(&["apply", "target"], 0);
-    // get database + one read of ledgers and schema + one unit: the guard rides in the unit.
-    assert_eq!(sim.stats().total, 3, "{:?}", sim.stats());
+    // get database, read, lock, re-read, bookmark, one unit, release-and-verify: the guard
+    // rides in the unit.
+    assert_eq!(sim.stats().total, 7, "{:?}", sim.stats());
     sim.reset_stats();
     case.project.migration("0003_lossy.sql", REBUILD);
     case.run_ok(&["apply", "target"], 1);
-    // get database + read + the refused unit, then the state is read back: ledgers, schema.
-    assert_eq!(sim.stats().total, 5, "{:?}", sim.stats());
+    // get database, read, lock, re-read, bookmark, the refused unit, then the state is read
+    // back (the lock row, ledgers, schema) and the lock released.
+    assert_eq!(sim.stats().total, 10, "{:?}", sim.stats());
 }
 
 #[test]

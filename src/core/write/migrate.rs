@@ -11,7 +11,7 @@ use crate::core::apply::{self, Applied, ApplyReporter, Extras, Problem};
 use crate::core::ledger::{self, Ledgers, State};
 use crate::core::lock::Holder;
 use crate::core::migrations::{Migration, MigrationSet};
-use crate::core::promote::{self, Gate, View, read_view};
+use crate::core::promote::{self, Gate, View};
 use crate::core::schema::{self, Schema, Snapshot};
 use crate::core::write::{Job, Readiness, Session, UnitFailure, Written};
 
@@ -54,7 +54,10 @@ pub struct MigratePlan {
 
 impl MigratePlan {
     pub fn migrations<'s>(&self, set: &'s MigrationSet) -> Vec<&'s Migration> {
-        self.pending.iter().filter_map(|name| set.get(name)).collect()
+        self.pending
+            .iter()
+            .filter_map(|name| set.get(name))
+            .collect()
     }
 }
 
@@ -86,7 +89,12 @@ pub struct AfterFailure {
 }
 
 impl MigrateJob<'_> {
-    fn plan_from(&self, target: View, me: Option<&str>, kind: crate::backend::BackendKind) -> MigratePlan {
+    fn plan_from(
+        &self,
+        target: View,
+        me: Option<&str>,
+        kind: crate::backend::BackendKind,
+    ) -> MigratePlan {
         match &self.source {
             Source::Rung(source) => {
                 let mut plan = promote::plan(
@@ -193,10 +201,17 @@ impl Job for MigrateJob<'_> {
         {
             return Ok(plan.clone());
         }
-        // Under the lock the database exists (it holds the lock row): always read it.
-        let target = read_view(self.ledgers, self.set, backend, self.env, false)
-            .await
-            .map_err(|error| error.source)?;
+        // Under the lock the database exists (it holds the lock row): always read it; the
+        // lock row itself is ours and needs no reading.
+        let read = self.ledgers.read_with_schema(backend, false).await?;
+        let target = View {
+            name: self.env.to_owned(),
+            statuses: ledger::compare(self.set, &read.state, self.set.layout),
+            state: read.state,
+            snapshot: read.snapshot,
+            lock: None,
+            is_folder: false,
+        };
         // A target that reads back as it was planned keeps its plan: the gates (lint above
         // all) need not run twice for the same migrations on the same schema.
         let shown = initial().take();
@@ -335,8 +350,10 @@ impl Job for MigrateJob<'_> {
         let (against, expected) = match &self.source {
             Source::Rung(source) => (source.name.clone(), source.snapshot.clone()),
             Source::Folder => {
-                let applied: Vec<&Migration> =
-                    recorded.iter().filter_map(|name| self.set.get(name)).collect();
+                let applied: Vec<&Migration> = recorded
+                    .iter()
+                    .filter_map(|name| self.set.get(name))
+                    .collect();
                 (
                     "the migrations it records".to_owned(),
                     schema::replay(&applied).unwrap_or_default(),

@@ -16,8 +16,8 @@
 
 pub mod baseline;
 pub mod migrate;
-pub mod restore;
 pub mod replace;
+pub mod restore;
 pub mod session;
 
 use std::path::Path;
@@ -116,7 +116,10 @@ pub struct Written<D> {
 pub enum UnitFailure {
     /// A migration's unit, with where it stopped (statement, line, row guard).
     Migration(crate::core::apply::ApplyFailure),
-    Other { headline: String, error: BackendError },
+    Other {
+        headline: String,
+        error: BackendError,
+    },
 }
 
 impl UnitFailure {
@@ -272,10 +275,10 @@ impl<J: Job> Report<J> {
     pub fn may_have_written(&self, job: &J) -> bool {
         match self.outcome {
             Outcome::Written => true,
+            // The read-back after the failure is the truth; without one, assume the worst.
             Outcome::Failed => {
-                self.failure.as_ref().is_some_and(|f| {
-                    f.kind == FailureKind::OutcomeUnknown || f.after.is_err()
-                }) || self.done.as_ref().is_some_and(|done| job.wrote(done))
+                self.failure.as_ref().is_some_and(|f| f.after.is_err())
+                    || self.done.as_ref().is_some_and(|done| job.wrote(done))
             }
             _ => false,
         }
@@ -389,8 +392,10 @@ pub async fn run<J: Job>(
     }
     // Asked before the lock: nobody waits on a lock while a person reads the plan.
     let why = |plan: &J::Plan| {
-        job.confirmation(plan)
-            .or_else(|| env.protected.then(|| format!("`{}` is protected", env.name)))
+        job.confirmation(plan).or_else(|| {
+            env.protected
+                .then(|| format!("`{}` is protected", env.name))
+        })
     };
     let asked = why(&shown);
     if let Some(why) = &asked
@@ -439,7 +444,9 @@ pub async fn run<J: Job>(
             Readiness::Ready => match why(&plan) {
                 // `--yes` approved the plan shown before, not this one.
                 Some(_) if options.yes => Some(Outcome::Refused),
-                Some(why) if !reporter.confirm(env, &format!("{why}, and the plan changed"), false) => {
+                Some(why)
+                    if !reporter.confirm(env, &format!("{why}, and the plan changed"), false) =>
+                {
                     Some(Outcome::Refused)
                 }
                 _ => None,

@@ -35,6 +35,7 @@ pub enum PullError {
 
 pub struct PullJob<'a> {
     pub source: &'a Source<'a>,
+    pub target_env: &'a str,
     pub target: &'a Path,
     /// The project's wrangler ledger table name (a ledger, not user data).
     pub wrangler_table: &'a str,
@@ -67,6 +68,7 @@ pub struct Pulled {
 impl<'a> PullJob<'a> {
     pub fn new(
         source: &'a Source<'a>,
+        target_env: &'a str,
         target: &'a Path,
         wrangler_table: &'a str,
         tmp_dir: &'a Path,
@@ -74,6 +76,7 @@ impl<'a> PullJob<'a> {
     ) -> Self {
         Self {
             source,
+            target_env,
             target,
             wrangler_table,
             tmp_dir,
@@ -101,16 +104,15 @@ impl Job for PullJob<'_> {
         _backend: &dyn Backend,
         _holder: Option<&Holder>,
     ) -> Result<PullPlan, BackendError> {
-        let with_data = tokio::task::block_in_place(|| {
-            tables_with_rows(self.target, self.wrangler_table)
-        })
-        .map_err(|error| BackendError::Unavailable {
-            message: format!(
-                "could not open `{}` to see what it holds: {error}",
-                self.target.display()
-            ),
-            hint: None,
-        })?;
+        let with_data =
+            tokio::task::block_in_place(|| tables_with_rows(self.target, self.wrangler_table))
+                .map_err(|error| BackendError::Unavailable {
+                    message: format!(
+                        "could not open `{}` to see what it holds: {error}",
+                        self.target.display()
+                    ),
+                    hint: None,
+                })?;
         Ok(PullPlan { with_data })
     }
 
@@ -136,11 +138,13 @@ impl Job for PullJob<'_> {
                 String::new()
             };
             format!(
-                "`{}` holds rows in {} table{} ({}{more}); `pull` replaces the whole file (its current file is kept under `.d1ctl/backups/`)",
+                "env `{}` (`{}`) holds rows in {} table{} ({}{more}); `pull` replaces the whole file with `{}`'s data (its current file is kept under `.d1ctl/backups/`)",
+                self.target_env,
                 self.target.display(),
                 plan.with_data.len(),
                 if plan.with_data.len() == 1 { "" } else { "s" },
                 shown.join(", "),
+                self.source.env.name,
             )
         })
     }
@@ -204,7 +208,10 @@ impl Job for PullJob<'_> {
         let result = tokio::task::block_in_place(|| {
             finish_copy(built.file.path(), &record)?;
             release_journal(self.target)?;
-            built.file.persist(self.target).map_err(|error| error.to_string())
+            built
+                .file
+                .persist(self.target)
+                .map_err(|error| error.to_string())
         });
         match result {
             Ok(()) => Written {
@@ -240,7 +247,7 @@ impl Job for PullJob<'_> {
         // The lock row went with the old file; the release is a no-op on the copy.
         let mut statements = release;
         statements.push(Statement::new(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\'",
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' OR name = '_d1ctl_migrations')",
         ));
         let rows = backend.batch(&statements).await?;
         let tables = rows
@@ -325,13 +332,12 @@ fn build(dump: &Path, target: &Path, bytes: u64) -> anyhow::Result<Built> {
         .file_name()
         .map_or_else(|| "database".into(), |name| name.to_string_lossy());
     let file = TempFile::new(dir, &format!(".{name}.d1ctl-pull"), "tmp");
-    let connection =
-        crate::local::open(file.path()).map_err(|error| failed(error.to_string()))?;
+    let connection = crate::local::open(file.path()).map_err(|error| failed(error.to_string()))?;
     let reader = BufReader::with_capacity(256 * 1024, fs_err::File::open(dump)?);
     let loaded = load(&connection, reader).map_err(|error| failed(error.to_string()))?;
     let tables: i64 = connection
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\'",
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' OR name = '_d1ctl_migrations')",
             [],
             |row| row.get(0),
         )
@@ -387,9 +393,7 @@ fn release_journal(target: &Path) -> Result<(), String> {
         if !mode.eq_ignore_ascii_case("delete") {
             return Err(format!("its journal mode stayed `{mode}`"));
         }
-        connection
-            .close()
-            .map_err(|(_, error)| error.to_string())?;
+        connection.close().map_err(|(_, error)| error.to_string())?;
     }
     // Whatever is left now is stale: the old file's content is complete without it.
     remove_side_files(target, &["-wal", "-shm", "-journal"]).map_err(|error| error.to_string())

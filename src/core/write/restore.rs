@@ -101,10 +101,7 @@ impl Job for RestoreJob<'_> {
         // those leases are stale, and this session (lock and undo point) is recorded afresh.
         // Another writer could take the lock between the restore and this batch; the window
         // is one request, and its lease would be cleared too (it then fails on its guard).
-        let mut statements = vec![Statement::new(format!(
-            "DELETE FROM {}",
-            lock::LOCK_TABLE
-        ))];
+        let mut statements = vec![Statement::new(format!("DELETE FROM {}", lock::LOCK_TABLE))];
         statements.extend(lock::create_statements());
         statements.extend(session::record_statements(
             &session.holder.id,
