@@ -8,6 +8,7 @@ pub mod export;
 pub mod fix;
 pub mod fk;
 pub mod guard;
+pub mod init;
 pub mod ledger;
 pub mod lint;
 pub mod lock;
