@@ -146,7 +146,40 @@ pub enum BackendError {
     OutcomeUnknown { message: String },
     /// Any other error of a backend, kept typed for the printer.
     #[error(transparent)]
-    Other(Box<dyn std::error::Error + Send + Sync>),
+    Other(OtherError),
+}
+
+/// Another error of a backend, with the hint the backend had for it when it built it: this
+/// module knows no backend's error types.
+#[derive(Debug)]
+pub struct OtherError {
+    error: Box<dyn std::error::Error + Send + Sync>,
+    hint: Option<String>,
+}
+
+impl OtherError {
+    pub fn new(
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        hint: Option<String>,
+    ) -> Self {
+        Self {
+            error: error.into(),
+            hint,
+        }
+    }
+}
+
+impl fmt::Display for OtherError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+/// Transparent: the chain goes on with the wrapped error's own causes.
+impl std::error::Error for OtherError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 impl BackendError {
@@ -157,9 +190,7 @@ impl BackendError {
                 "d1ctl re-reads the ledger to learn whether it committed; run `d1ctl status` to see the state"
                     .to_owned(),
             ),
-            BackendError::Other(error) => error
-                .downcast_ref::<crate::d1::client::D1Error>()
-                .and_then(crate::d1::client::D1Error::hint),
+            BackendError::Other(error) => error.hint.clone(),
             BackendError::Statement { .. } => None,
         }
     }

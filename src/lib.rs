@@ -6,6 +6,7 @@ use clap::Parser;
 
 pub mod backend;
 mod cli;
+pub mod clock;
 mod commands;
 pub mod core;
 pub mod credentials;

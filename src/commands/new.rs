@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::cli::NewArgs;
+use crate::clock;
 use crate::commands::{Context, ExitStatus, UserError, display_path};
-use crate::core::clock;
 use crate::core::migrations::{self, Layout, MigrationError};
 
 #[derive(Serialize)]

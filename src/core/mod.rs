@@ -3,11 +3,11 @@
 
 pub mod apply;
 pub mod checklist;
-pub mod clock;
 pub mod export;
 pub mod fix;
 pub mod fk;
 pub mod guard;
+pub mod init;
 pub mod ledger;
 pub mod lint;
 pub mod lock;
@@ -22,3 +22,6 @@ pub mod sql;
 pub mod temp;
 pub mod wrangler_config;
 pub mod write;
+
+/// Lives below `core` so `local` can stamp its backups; `core::clock` paths keep working.
+pub use crate::clock;

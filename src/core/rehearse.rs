@@ -20,7 +20,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendError, BackendKind, Statement};
-use crate::core::clock::iso8601_now;
+use crate::clock::iso8601_now;
 use crate::core::export::{ExportError, ExportReporter, Purpose, SchemaObject, Source, SourceKind};
 use crate::core::migrations::Migration;
 use crate::core::promote::Gate;

@@ -4,7 +4,8 @@
 //! shell does, so a trigger body with `;` inside stays whole and a `;` in a comment or a string
 //! literal does not split.
 
-use std::ffi::CString;
+/// SQLite's own question, asked of SQLite: it lives with the SQLite backend.
+pub use crate::local::is_complete;
 
 /// One statement of a migration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,21 +100,6 @@ pub fn first_token_offset(fragment: &str) -> Option<usize> {
         }
     }
     None
-}
-
-/// Whether `sql` ends with a complete statement, by `sqlite3_complete`.
-pub fn is_complete(sql: &str) -> bool {
-    let Ok(text) = CString::new(sql) else {
-        // An interior NUL cannot end a statement; SQLite would stop reading there anyway.
-        return false;
-    };
-    #[expect(
-        unsafe_code,
-        reason = "sqlite3_complete only reads a NUL-terminated string"
-    )]
-    // SAFETY: `text` is a valid NUL-terminated C string that outlives the call.
-    let complete = unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) };
-    complete != 0
 }
 
 /// The leading keywords of a statement, upper-cased, comments skipped: `["CREATE", "TABLE"]`.

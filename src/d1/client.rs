@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
 
 use crate::backend::{
-    Backend, BackendError, BackendKind, Identity, RollbackPoint, Rows, Statement, Value,
+    Backend, BackendError, BackendKind, Identity, OtherError, RollbackPoint, Rows, Statement, Value,
 };
 use crate::credentials::Secret;
 use crate::d1::api::{
@@ -93,6 +93,14 @@ impl D1Error {
             }
             _ => return None,
         })
+    }
+}
+
+impl From<D1Error> for BackendError {
+    /// Keeps the error typed, with its hint taken here: `backend` knows nothing of D1.
+    fn from(error: D1Error) -> Self {
+        let hint = error.hint();
+        BackendError::Other(OtherError::new(error, hint))
     }
 }
 
@@ -201,7 +209,7 @@ impl D1Client {
                     message: error.to_string(),
                 })
             }
-            Err(error) => Err(BackendError::Other(Box::new(error))),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -624,11 +632,7 @@ impl Backend for D1Backend {
         _backups: &std::path::Path,
         _label: &str,
     ) -> Result<RollbackPoint, BackendError> {
-        let bookmark = self
-            .client
-            .bookmark()
-            .await
-            .map_err(|error| BackendError::Other(Box::new(error)))?;
+        let bookmark = self.client.bookmark().await.map_err(BackendError::from)?;
         Ok(RollbackPoint {
             kind: "bookmark",
             point: bookmark,
@@ -640,18 +644,14 @@ impl Backend for D1Backend {
             .client
             .restore(point)
             .await
-            .map_err(|error| BackendError::Other(Box::new(error)))?;
+            .map_err(BackendError::from)?;
         tracing::debug!(previous = %restored.previous_bookmark, "restored");
         Ok(())
     }
 
     /// Asks Cloudflare what the id names, and refuses when it is not the configured database.
     async fn describe(&self) -> Result<Identity, BackendError> {
-        let details = self
-            .client
-            .database()
-            .await
-            .map_err(|error| BackendError::Other(Box::new(error)))?;
+        let details = self.client.database().await.map_err(BackendError::from)?;
         let config = &self.client.config;
         if details.name != config.database_name {
             return Err(BackendError::Unavailable {

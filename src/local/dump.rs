@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::core::sql::is_complete;
 use crate::d1::dump::{DumpError, DumpOptions, write_dump};
+use crate::local::is_complete;
 
 /// Opens an existing database file read-only (never creates it).
 pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {

@@ -2,6 +2,7 @@
 
 pub mod dump;
 
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -70,7 +71,7 @@ impl SqliteBackend {
 /// `<backups>/<label>-<UTC time>.sqlite`, creating the folder.
 fn backup_file(backups: &Path, label: &str) -> std::io::Result<PathBuf> {
     fs_err::create_dir_all(backups)?;
-    let stamp = crate::core::clock::iso8601_now().replace([':', '.'], "-");
+    let stamp = crate::clock::iso8601_now().replace([':', '.'], "-");
     Ok(backups.join(format!("{label}-{stamp}.sqlite")))
 }
 
@@ -94,6 +95,21 @@ pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, true)?;
     connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, true)?;
     Ok(())
+}
+
+/// Whether `sql` ends with a complete statement, by `sqlite3_complete`.
+pub fn is_complete(sql: &str) -> bool {
+    let Ok(text) = CString::new(sql) else {
+        // An interior NUL cannot end a statement; SQLite would stop reading there anyway.
+        return false;
+    };
+    #[expect(
+        unsafe_code,
+        reason = "sqlite3_complete only reads a NUL-terminated string"
+    )]
+    // SAFETY: `text` is a valid NUL-terminated C string that outlives the call.
+    let complete = unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) };
+    complete != 0
 }
 
 /// Runs `statements` in one transaction; on the first failure rolls back and names its index.

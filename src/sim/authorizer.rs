@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
+use crate::d1::pragma::{PragmaArgument, allowed_pragma};
+
 /// workerd's message for a refused `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT` or `RELEASE`.
 pub(crate) const TRANSACTION_REFUSED: &str = "To execute a transaction, please use the \
     state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL \
@@ -34,46 +36,6 @@ const BLOCKED_FUNCTIONS: &[&str] = &[
     "fts3_tokenizer",
 ];
 
-/// How a PRAGMA of the allow-list may be called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PragmaArgument {
-    /// Read only: no argument.
-    None,
-    /// A boolean, or no argument to read it.
-    Boolean,
-    /// The name of a table or index (required).
-    ObjectName,
-    /// The name of a table or index, or nothing.
-    OptionalObjectName,
-    /// An integer, or nothing.
-    OptionalNumber,
-    /// An integer, an object name, or nothing.
-    OptionalNumberOrObjectName,
-    /// Anything: `table_list`.
-    Any,
-}
-
-fn pragma_argument(pragma: &str) -> Option<PragmaArgument> {
-    let kind = match pragma.to_ascii_lowercase().as_str() {
-        "data_version" | "page_size" => PragmaArgument::None,
-        "case_sensitive_like"
-        | "foreign_keys"
-        | "defer_foreign_keys"
-        | "ignore_check_constraints"
-        | "legacy_alter_table"
-        | "recursive_triggers"
-        | "reverse_unordered_selects" => PragmaArgument::Boolean,
-        "foreign_key_list" | "index_info" | "index_list" | "index_xinfo" | "table_info"
-        | "table_xinfo" => PragmaArgument::ObjectName,
-        "foreign_key_check" => PragmaArgument::OptionalObjectName,
-        "optimize" => PragmaArgument::OptionalNumber,
-        "quick_check" => PragmaArgument::OptionalNumberOrObjectName,
-        "table_list" => PragmaArgument::Any,
-        _ => return None,
-    };
-    Some(kind)
-}
-
 /// True for names D1 reserves: `_cf_` in any letter case.
 pub(crate) fn is_reserved_name(name: &str) -> bool {
     name.get(..4)
@@ -96,7 +58,7 @@ fn is_boolean_literal(value: &str) -> bool {
 }
 
 fn pragma_allowed(pragma: &str, value: Option<&str>) -> bool {
-    let Some(kind) = pragma_argument(pragma) else {
+    let Some(kind) = allowed_pragma(pragma) else {
         return false;
     };
     let name_allowed = |name: &str| !is_reserved_name(name);

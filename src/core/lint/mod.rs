@@ -153,29 +153,6 @@ fn severity_of(code: &str) -> Severity {
         .map_or(Severity::Error, |(_, severity, _)| *severity)
 }
 
-/// PRAGMAs D1 allows (workerd's allow-list).
-pub(crate) const ALLOWED_PRAGMAS: &[&str] = &[
-    "data_version",
-    "page_size",
-    "case_sensitive_like",
-    "foreign_keys",
-    "defer_foreign_keys",
-    "ignore_check_constraints",
-    "legacy_alter_table",
-    "recursive_triggers",
-    "reverse_unordered_selects",
-    "foreign_key_list",
-    "index_info",
-    "index_list",
-    "index_xinfo",
-    "foreign_key_check",
-    "quick_check",
-    "optimize",
-    "table_list",
-    "table_info",
-    "table_xinfo",
-];
-
 /// Row counts of tables on the target env, when `lint --to ENV` knows them.
 pub type RowCounts = BTreeMap<String, i64>;
 

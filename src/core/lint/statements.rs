@@ -1,9 +1,10 @@
 //! Rules that read each statement's words: PRAGMAs, transactions, ATTACH, `_cf_` names, size.
 
-use super::{ALLOWED_PRAGMAS, Finding, finding};
+use super::{Finding, finding};
 use crate::core::migrations::Migration;
 use crate::core::schema;
 use crate::core::sql::{self, D1_MAX_STATEMENT_BYTES};
+use crate::d1::pragma::allowed_pragma;
 
 /// What each statement's words say.
 pub(super) fn statement_findings(migration: &Migration) -> Vec<Finding> {
@@ -82,7 +83,7 @@ pub(super) fn statement_findings(migration: &Migration) -> Vec<Finding> {
                         ));
                     }
                 }
-                other if !ALLOWED_PRAGMAS.contains(&other) => found.push(finding(
+                other if allowed_pragma(other).is_none() => found.push(finding(
                     "D1008",
                     migration,
                     line,

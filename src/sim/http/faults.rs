@@ -1,0 +1,85 @@
+//! Statistics, rate limits and injected faults, and the `/__sim` routes that read and set them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{App, lock};
+use crate::sim::{Faults, Stats};
+
+impl App {
+    pub(super) fn count(&self, endpoint: &str) {
+        let mut stats = lock(&self.stats);
+        stats.total += 1;
+        *stats.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+    }
+
+    /// Decrements the counter `pick` selects; true if it was positive.
+    pub(super) fn take_fault(&self, pick: impl Fn(&mut Faults) -> &mut u32) -> bool {
+        let mut faults = lock(&self.faults);
+        let counter = pick(&mut faults);
+        if *counter > 0 {
+            *counter -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `Some(retry_after_secs)` when this request must be answered with 429.
+    pub(super) fn rate_limited(&self) -> Option<u64> {
+        let limit = {
+            let mut faults = lock(&self.faults);
+            if faults.rate_limit_burst > 0 {
+                faults.rate_limit_burst -= 1;
+                return Some(faults.retry_after_secs);
+            }
+            faults.requests_per_minute
+        };
+        if limit == 0 {
+            return None;
+        }
+        let window_length = Duration::from_secs(60);
+        let now = Instant::now();
+        let mut window = lock(&self.window);
+        match *window {
+            Some((start, count)) if now.duration_since(start) < window_length => {
+                if count >= limit {
+                    let remaining = window_length.saturating_sub(now.duration_since(start));
+                    return Some(remaining.as_secs() + 1);
+                }
+                *window = Some((start, count + 1));
+            }
+            _ => *window = Some((now, 1)),
+        }
+        None
+    }
+}
+
+pub(super) async fn sim_stats(State(app): State<Arc<App>>) -> Json<Stats> {
+    Json(app.stats())
+}
+
+pub(super) async fn sim_reset_stats(State(app): State<Arc<App>>) -> Json<Stats> {
+    app.reset_stats();
+    Json(app.stats())
+}
+
+pub(super) async fn sim_faults(State(app): State<Arc<App>>) -> Json<Faults> {
+    Json(app.faults())
+}
+
+pub(super) async fn sim_set_faults(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(faults) => {
+            app.set_faults(faults);
+            Json(app.faults()).into_response()
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    }
+}
