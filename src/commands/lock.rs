@@ -2,7 +2,7 @@
 
 use crate::cli::LockCommand;
 use crate::commands::{Context, ExitStatus, UserError};
-use crate::core::lock;
+use crate::core::lock::{self, Liveness};
 
 pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Result<ExitStatus> {
     let registry = context.registry()?;
@@ -25,15 +25,22 @@ pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Res
                         lease.now - lease.expires_at
                     ),
                     Some(lease) => format!(
-                        "`{}` is locked by {}\n  host {} pid {}{}\n  command `{}`\n  held {} s, expires in {} s",
+                        "`{}` is locked by {}\n  host {} pid {}, boot id {}, pid namespace {}\n  command `{}`\n  held {} s, expires in {} s\n  {}",
                         env.name,
                         lease.holder.id,
                         lease.holder.host,
                         lease.holder.pid,
-                        if lease.holder.is_dead_local_process() { " (no longer running)" } else { "" },
+                        lease.holder.boot_id.as_deref().unwrap_or("unknown"),
+                        lease.holder.pid_namespace.as_deref().unwrap_or("unknown"),
                         lease.holder.command,
                         lease.now - lease.acquired_at,
-                        lease.expires_at - lease.now
+                        lease.expires_at - lease.now,
+                        match lease.holder.liveness_here() {
+                            Liveness::Dead(why) =>
+                                format!("its holder no longer runs ({why}): the next promotion takes it over"),
+                            Liveness::MaybeAlive(why) =>
+                                format!("not taken over before it expires: {why}"),
+                        }
                     ),
                 })?;
             }

@@ -12,6 +12,7 @@ mod export;
 mod files;
 mod init;
 mod keyring;
+mod lease;
 mod lint_fix;
 mod promote;
 mod rehearse;
