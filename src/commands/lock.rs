@@ -14,7 +14,7 @@ pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Res
             if context.printer.is_json() {
                 context
                     .printer
-                    .json(&serde_json::json!({ "environment": env.name, "lock": lease }))?;
+                    .json(&serde_json::json!({ "environment": env.name, "simulator": env.is_simulated(), "lock": lease }))?;
             } else {
                 context.printer.data(&match &lease {
                     None => format!("`{}` is not locked", env.name),

@@ -134,7 +134,7 @@ fn export_of_a_local_env_loads_into_a_fresh_sqlite() {
     );
     assert_eq!(
         json.json(),
-        json!({"environment": "local", "backend": "sqlite", "output": "again.sql", "bytes": dump.len()})
+        json!({"environment": "local", "backend": "sqlite", "simulator": false, "output": "again.sql", "bytes": dump.len()})
     );
     assert_eq!(json.stderr, "", "-q");
     assert_eq!(
