@@ -148,6 +148,8 @@ struct EnvOutcome {
     /// Keys added or changed in an existing env.
     changes: Vec<String>,
     protected: bool,
+    /// An env of the file served by the bundled simulator (init never adds one).
+    simulator: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
 }
@@ -755,6 +757,7 @@ fn merge(
                     status: Status::Added,
                     changes: Vec::new(),
                     protected: planned.protected,
+                    simulator: false,
                     note: None,
                 }
             }
@@ -961,6 +964,7 @@ fn update_env(table: &mut dyn TableLike, planned: &PlannedEnv, key: &str) -> Env
             .get("protected")
             .and_then(Item::as_bool)
             .unwrap_or(false),
+        simulator: table.get("simulator").and_then(Item::as_bool) == Some(true),
         note: None,
     };
     let backend = table.get("backend").and_then(Item::as_str).unwrap_or("");
