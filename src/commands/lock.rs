@@ -1,7 +1,7 @@
 //! `d1ctl lock status|release`: the promotion lock of an env.
 
 use crate::cli::LockCommand;
-use crate::commands::{Context, ExitStatus, UserError};
+use crate::commands::{Context, ExitStatus, UserError, simulator_mark};
 use crate::core::lock::{self, Liveness};
 
 pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Result<ExitStatus> {
@@ -16,17 +16,16 @@ pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Res
                     .printer
                     .json(&serde_json::json!({ "environment": env.name, "simulator": env.is_simulated(), "lock": lease }))?;
             } else {
+                let name = format!("`{}`{}", env.name, simulator_mark(env));
                 context.printer.data(&match &lease {
-                    None => format!("`{}` is not locked", env.name),
+                    None => format!("{name} is not locked"),
                     Some(lease) if lease.expired() => format!(
-                        "`{}` is not locked (the lease of {} expired {} s ago)",
-                        env.name,
+                        "{name} is not locked (the lease of {} expired {} s ago)",
                         lease.holder.id,
                         lease.now - lease.expires_at
                     ),
                     Some(lease) => format!(
-                        "`{}` is locked by {}\n  host {} pid {}, boot id {}, pid namespace {}\n  command `{}`\n  held {} s, expires in {} s\n  {}",
-                        env.name,
+                        "{name} is locked by {}\n  host {} pid {}, boot id {}, pid namespace {}\n  command `{}`\n  held {} s, expires in {} s\n  {}",
                         lease.holder.id,
                         lease.holder.host,
                         lease.holder.pid,

@@ -181,7 +181,7 @@ impl Context {
             }
         } else {
             return Err(UserError::new(
-                format!("{what}; its token was not sent and nothing was read or written"),
+                format!("{what}; nothing was sent for it"),
                 redirect_hint(),
             )
             .into());

@@ -145,7 +145,7 @@ fn a_redirected_protected_env_needs_yes_even_to_read() {
             .replace(&variable.base_url(), "[VARIABLE_URL]");
         assert_eq!(
             text,
-            "error: `production` is protected and `CLOUDFLARE_API_BASE_URL` redirects its API to [VARIABLE_URL]; its token was not sent and nothing was read or written\n\n\
+            "error: `production` is protected and `CLOUDFLARE_API_BASE_URL` redirects its API to [VARIABLE_URL]; nothing was sent for it\n\n\
              hint: pass `--yes` to send it there anyway; unset `CLOUDFLARE_API_BASE_URL` to reach Cloudflare, or give the env its own `api_base_url` in environments.toml\n",
             "{args:?}"
         );

@@ -149,6 +149,8 @@ fn every_output_of_a_simulated_env_says_so() {
         .run_ok(&["lock", "status", "staging", "--format", "json"], 0)
         .json();
     assert_eq!(lock["simulator"], true);
+    let lock_text = project.run_ok(&["lock", "status", "staging"], 0);
+    assert_eq!(lock_text.stdout, "`staging` (simulator) is not locked\n");
 
     // A write to the protected simulated env: the warning once, the mark on the target line.
     let production = project.run_ok(&["promote", "--to", "production", "--yes"], 0);
