@@ -70,6 +70,11 @@ pub(crate) struct GlobalArgs {
     /// When to use colours; `NO_COLOR` in the environment means never, unless `always`.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub(crate) color: ColorChoice,
+
+    /// Confirm without asking: writes to protected environments, and sending a protected
+    /// env's token to where `CLOUDFLARE_API_BASE_URL` redirects it (reads included).
+    #[arg(short, long, global = true)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -52,6 +52,7 @@ pub(crate) async fn checklist(
             backend: backend.kind().to_string(),
             database: identity.label,
             protected: env.protected,
+            simulator: env.is_simulated(),
         },
         drift: target_drift,
         rehearsal,

@@ -22,6 +22,7 @@ use crate::d1::dump::DumpOptions;
 struct ExportReport<'a> {
     environment: &'a str,
     backend: BackendKind,
+    simulator: bool,
     output: String,
     bytes: u64,
 }
@@ -86,6 +87,7 @@ pub(crate) async fn export(args: ExportArgs, context: &Context) -> anyhow::Resul
         printer.json(&ExportReport {
             environment: &env.name,
             backend: source.kind(),
+            simulator: env.is_simulated(),
             output,
             bytes,
         })?;

@@ -1,8 +1,8 @@
 //! `d1ctl lock status|release`: the promotion lock of an env.
 
 use crate::cli::LockCommand;
-use crate::commands::{Context, ExitStatus, UserError};
-use crate::core::lock;
+use crate::commands::{Context, ExitStatus, UserError, simulator_mark};
+use crate::core::lock::{self, Liveness};
 
 pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Result<ExitStatus> {
     let registry = context.registry()?;
@@ -14,26 +14,32 @@ pub(crate) async fn lock(command: LockCommand, context: &Context) -> anyhow::Res
             if context.printer.is_json() {
                 context
                     .printer
-                    .json(&serde_json::json!({ "environment": env.name, "lock": lease }))?;
+                    .json(&serde_json::json!({ "environment": env.name, "simulator": env.is_simulated(), "lock": lease }))?;
             } else {
+                let name = format!("`{}`{}", env.name, simulator_mark(env));
                 context.printer.data(&match &lease {
-                    None => format!("`{}` is not locked", env.name),
+                    None => format!("{name} is not locked"),
                     Some(lease) if lease.expired() => format!(
-                        "`{}` is not locked (the lease of {} expired {} s ago)",
-                        env.name,
+                        "{name} is not locked (the lease of {} expired {} s ago)",
                         lease.holder.id,
                         lease.now - lease.expires_at
                     ),
                     Some(lease) => format!(
-                        "`{}` is locked by {}\n  host {} pid {}{}\n  command `{}`\n  held {} s, expires in {} s",
-                        env.name,
+                        "{name} is locked by {}\n  host {} pid {}, boot id {}, pid namespace {}\n  command `{}`\n  held {} s, expires in {} s\n  {}",
                         lease.holder.id,
                         lease.holder.host,
                         lease.holder.pid,
-                        if lease.holder.is_dead_local_process() { " (no longer running)" } else { "" },
+                        lease.holder.boot_id.as_deref().unwrap_or("unknown"),
+                        lease.holder.pid_namespace.as_deref().unwrap_or("unknown"),
                         lease.holder.command,
                         lease.now - lease.acquired_at,
-                        lease.expires_at - lease.now
+                        lease.expires_at - lease.now,
+                        match lease.holder.liveness_here() {
+                            Liveness::Dead(why) =>
+                                format!("its holder no longer runs ({why}): the next promotion takes it over"),
+                            Liveness::MaybeAlive(why) =>
+                                format!("not taken over before it expires: {why}"),
+                        }
                     ),
                 })?;
             }

@@ -1,7 +1,8 @@
 //! One file per subcommand; this module dispatches and holds what they share.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use anyhow::Context as _;
 
@@ -82,7 +83,16 @@ pub(crate) struct Context {
     simulator: OnceLock<Simulator>,
     /// One HTTP client for every D1 env of the command.
     http: OnceLock<reqwest::Client>,
+    /// `--yes` (global, or the command's own): confirms without asking.
+    yes: bool,
+    /// Whether the protected-simulator warning was shown (once per command).
+    warned_simulated: AtomicBool,
+    /// Protected envs whose redirected API the user confirmed in this command.
+    redirects_confirmed: Mutex<Vec<String>>,
 }
+
+/// The variable wrangler honours for its API base URL.
+const BASE_URL_VARIABLE: &str = "CLOUDFLARE_API_BASE_URL";
 
 /// The token d1ctl and its in-process simulator share; it guards nothing real.
 const SIMULATOR_TOKEN: &str = "d1ctl-simulator";
@@ -90,10 +100,94 @@ const SIMULATOR_TOKEN: &str = "d1ctl-simulator";
 const SIMULATOR_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 
 impl Context {
+    /// Loads environments.toml, refuses a simulated env that holds a token meant for it, and
+    /// warns (once per command) about protected envs that run on the simulator.
     pub(crate) fn registry(&self) -> anyhow::Result<Registry> {
-        Ok(Registry::load(&self.config, &|name| {
-            std::env::var(name).ok()
-        })?)
+        let registry = Registry::load(&self.config, &|name| std::env::var(name).ok())?;
+        for env in registry
+            .environments
+            .iter()
+            .filter(|env| env.is_simulated())
+        {
+            let found =
+                credentials::tokens_meant_for(&registry.root, &env.name, &ProcessEnvironment);
+            if let Some(setting) = found.first() {
+                return Err(simulated_with_token(env, setting).into());
+            }
+        }
+        if !self.warned_simulated.swap(true, Ordering::Relaxed) {
+            for env in registry
+                .environments
+                .iter()
+                .filter(|env| env.protected && env.is_simulated())
+            {
+                self.printer.warning(&format!(
+                    "`{}` is protected but runs on d1ctl's bundled simulator (`simulator = true`, {}): nothing done to it reaches Cloudflare; its data is under `.d1ctl/sim`",
+                    env.name,
+                    display_path(Path::new(&env.declared_at))
+                ));
+            }
+        }
+        Ok(registry)
+    }
+
+    /// Where `CLOUDFLARE_API_BASE_URL` sends a D1 env's requests instead of Cloudflare: only an
+    /// env that names no `api_base_url` of its own (and is not on the simulator) follows it.
+    pub(crate) fn redirect_of(env: &Environment) -> Option<String> {
+        match &env.target {
+            Target::D1(target) if !target.simulator && target.api_base_url.is_none() => {
+                std::env::var(BASE_URL_VARIABLE)
+                    .ok()
+                    .filter(|url| !url.is_empty())
+            }
+            _ => None,
+        }
+    }
+
+    /// A protected env's token goes where `CLOUDFLARE_API_BASE_URL` points only once the user
+    /// confirms it, reads included: a stray exported variable would otherwise hand production's
+    /// token to any server. Checked here, where every command gets its D1 client, so no command
+    /// can send the token without it; `--yes` is global so that reads (`status`, `drift`,
+    /// `export`, `plan`, …) can confirm the same way writes do.
+    fn confirm_redirect(&self, env: &Environment, url: &str) -> anyhow::Result<()> {
+        use std::io::{BufRead as _, IsTerminal as _, Write as _};
+        let mut confirmed = self
+            .redirects_confirmed
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a confirmation prompt panicked"))?;
+        if confirmed.contains(&env.name) {
+            return Ok(());
+        }
+        let what = format!(
+            "`{}` is protected and `{BASE_URL_VARIABLE}` redirects its API to {url}",
+            env.name
+        );
+        if self.yes {
+            self.printer.message(&format!(
+                "{what}; sending its token there, confirmed by `--yes`"
+            ));
+        } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            let mut stderr = std::io::stderr().lock();
+            write!(stderr, "{what}. Type its name to send its token there: ")?;
+            stderr.flush()?;
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer)?;
+            if answer.trim() != env.name {
+                return Err(UserError::new(
+                    format!("not confirmed; nothing was sent to {url}"),
+                    redirect_hint(),
+                )
+                .into());
+            }
+        } else {
+            return Err(UserError::new(
+                format!("{what}; nothing was sent for it"),
+                redirect_hint(),
+            )
+            .into());
+        }
+        confirmed.push(env.name.clone());
+        Ok(())
     }
 
     /// The project's migration set; its warnings are shown once here.
@@ -153,6 +247,12 @@ impl Context {
                 mode: target.request_mode,
             }
         } else {
+            // An env's own `api_base_url` wins; the variable (the one wrangler honours, so one
+            // setting points both at a simulator) only fills in for envs that name none.
+            let redirect = Self::redirect_of(env);
+            if let (Some(url), true) = (&redirect, env.protected) {
+                self.confirm_redirect(env, url)?;
+            }
             let request = credential_request(registry, env, target);
             let keyring = KeyringStore::new();
             // The keyring answers over D-Bus, which blocks.
@@ -167,11 +267,10 @@ impl Context {
                 resolved.account_id.source,
                 resolved.database_id.source
             ));
-            // The same variable wrangler honours, so one setting points both at a simulator.
-            let base_url = std::env::var("CLOUDFLARE_API_BASE_URL")
-                .ok()
-                .filter(|url| !url.is_empty())
-                .or_else(|| target.api_base_url.clone())
+            let base_url = target
+                .api_base_url
+                .clone()
+                .or(redirect)
                 .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
             D1Config {
                 base_url,
@@ -432,7 +531,8 @@ impl Context {
         }
     }
 
-    /// The one line every command that writes prints first: which database it is.
+    /// The one line every command that writes prints first: which database it is, whether it
+    /// is the bundled simulator, and where `CLOUDFLARE_API_BASE_URL` sends it.
     pub(crate) fn target_line(
         &self,
         env: &Environment,
@@ -440,10 +540,14 @@ impl Context {
         identity: &str,
     ) -> String {
         format!(
-            "{} {} ({kind}, {identity}{})",
+            "{} {}{} ({kind}, {identity}{}{})",
             self.printer.paint(Style::Bold, "target:"),
             self.printer.paint(Style::Cyan, &env.name),
-            if env.protected { ", protected" } else { "" }
+            simulator_mark(env),
+            if env.protected { ", protected" } else { "" },
+            Self::redirect_of(env)
+                .map(|url| format!(", API redirected by {BASE_URL_VARIABLE} to {url}"))
+                .unwrap_or_default()
         )
     }
 }
@@ -455,6 +559,51 @@ pub(crate) struct Rung {
     pub(crate) source: View,
     pub(crate) target: View,
     pub(crate) plan: crate::core::promote::Plan,
+}
+
+/// ` (simulator)` after the name of an env served by the bundled simulator, so its output is
+/// never mistaken for Cloudflare D1's; empty otherwise.
+pub(crate) fn simulator_mark(env: &Environment) -> &'static str {
+    if env.is_simulated() {
+        " (simulator)"
+    } else {
+        ""
+    }
+}
+
+fn redirect_hint() -> String {
+    format!(
+        "pass `--yes` to send it there anyway; unset `{BASE_URL_VARIABLE}` to reach Cloudflare, or give the env its own `api_base_url` in environments.toml"
+    )
+}
+
+/// A simulated env with a token meant for it: the env was surely meant to reach Cloudflare.
+fn simulated_with_token(env: &Environment, setting: &credentials::TokenSetting) -> ConfigError {
+    let (location, place) = match &setting.file {
+        Some(file) => (
+            match setting.line {
+                Some(line) => format!("{}:{line}", display_path(file)),
+                None => display_path(file),
+            },
+            format!("`{}` sets `{}`", display_path(file), setting.variable),
+        ),
+        None => (
+            display_path(Path::new(&env.declared_at)),
+            format!("the environment variable `{}` is set", setting.variable),
+        ),
+    };
+    ConfigError {
+        location,
+        message: format!(
+            "env `{}` runs on the bundled simulator (`simulator = true`, {}) but {place}, a token meant for it",
+            env.name,
+            display_path(Path::new(&env.declared_at))
+        ),
+        hint: format!(
+            "a token means `{}` is meant for Cloudflare: delete `simulator = true` from `[env.{}]` to reach it, or remove the token to stay on the simulator",
+            env.name, env.name
+        ),
+    }
 }
 
 /// Who applies: recorded in d1ctl's ledger.
@@ -658,12 +807,30 @@ fn simulator_database_id(env: &Environment, target: &D1Target) -> anyhow::Result
     })
 }
 
-pub(crate) async fn run(cli: Cli, printer: Printer) -> ExitStatus {
+pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
+    // `--yes` is global and some commands have their own: either one confirms both ways.
+    let own_yes = match &mut cli.command {
+        Command::Plan(args) | Command::Promote(args) => Some(&mut args.yes),
+        Command::Rollback(args) => Some(&mut args.yes),
+        Command::Baseline(args) => Some(&mut args.yes),
+        Command::Pull(args) => Some(&mut args.yes),
+        _ => None,
+    };
+    let yes = match own_yes {
+        Some(own) => {
+            *own |= cli.global.yes;
+            *own
+        }
+        None => cli.global.yes,
+    };
     let context = Context {
         printer,
         config: cli.global.config,
         simulator: OnceLock::new(),
         http: OnceLock::new(),
+        yes,
+        warned_simulated: AtomicBool::new(false),
+        redirects_confirmed: Mutex::new(Vec::new()),
     };
     let result = match cli.command {
         Command::Status(args) => status::status(args, &context).await,

@@ -29,6 +29,7 @@ struct RungReport {
     backend: BackendKind,
     database: String,
     protected: bool,
+    simulator: bool,
     plan: Plan,
     /// `up_to_date`, `blocked`, `planned`, `refused`, `promoted`, `failed`.
     outcome: &'static str,
@@ -134,6 +135,7 @@ async fn promote_rung(
         backend: backend.kind(),
         database: identity.label.clone(),
         protected: env.protected,
+        simulator: env.is_simulated(),
         plan: plan.clone(),
         outcome: "planned",
         lock: target.lock.clone(),
@@ -385,7 +387,12 @@ async fn promote_rung(
 
 fn print_plan(context: &Context, plan: &Plan, env: &Environment, kind: BackendKind) {
     let printer = &context.printer;
-    let mut out = format!("plan: `{}` ← `{}`\n", env.name, plan.source);
+    let mut out = format!(
+        "plan: `{}`{} ← `{}`\n",
+        env.name,
+        crate::commands::simulator_mark(env),
+        plan.source
+    );
     for gate in &plan.gates {
         let mark = if gate.passed {
             printer.paint(Style::Green, "pass")

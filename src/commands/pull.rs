@@ -46,9 +46,10 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
 
     let source = context.open_source(&registry, source_env).await?;
     printer.message(&format!(
-        "{} {} ({}, {}{})",
+        "{} {}{} ({}, {}{})",
         printer.paint(Style::Bold, "source:"),
         printer.paint(Style::Cyan, &source_env.name),
+        crate::commands::simulator_mark(source_env),
         source.kind(),
         source.label,
         if source_env.protected {

@@ -47,12 +47,13 @@ pub(crate) async fn rehearse(args: RehearseArgs, context: &Context) -> anyhow::R
         .read_rung(&registry, &set, &ledgers, env, false)
         .await?;
     printer.message(&format!(
-        "{} `{}` ← `{}`: {} pending, on a copy of `{}` ({}, {})",
+        "{} `{}` ← `{}`: {} pending, on a copy of `{}`{} ({}, {})",
         printer.paint(Style::Bold, "rehearsal:"),
         env.name,
         plan.source,
         plural(plan.pending.len(), "migration"),
         env.name,
+        crate::commands::simulator_mark(env),
         backend.kind(),
         identity.label
     ));

@@ -8,6 +8,11 @@ use crate::cli::StatusArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::Counter;
 use crate::commands::{Context, ExitStatus, display_path, read_ledgers};
+
+/// ` (simulator)` after an env served by the bundled simulator.
+fn mark(report: &EnvStatus<'_>) -> &'static str {
+    if report.simulator { " (simulator)" } else { "" }
+}
 use crate::core::ledger::{self, Ledgers, MigrationStatus, State};
 use crate::core::registry::Environment;
 
@@ -24,6 +29,8 @@ struct EnvStatus<'a> {
     backend: BackendKind,
     location: String,
     protected: bool,
+    /// Served by d1ctl's bundled simulator, not Cloudflare.
+    simulator: bool,
     migrations: Vec<MigrationStatus>,
 }
 
@@ -56,6 +63,7 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
             backend: backend.kind(),
             location: backend.location(),
             protected: env.protected,
+            simulator: env.is_simulated(),
             migrations: ledger::compare(&set, &state, set.layout),
         })
     }))
@@ -104,8 +112,9 @@ fn state_style(state: State) -> Style {
 fn print_single(context: &Context, report: &EnvStatus<'_>) -> anyhow::Result<()> {
     let printer = &context.printer;
     let mut out = format!(
-        "{} ({}, {})\n",
+        "{}{} ({}, {})\n",
         printer.paint_out(Style::Bold, report.name),
+        mark(report),
         report.backend,
         report.location
     );
@@ -205,8 +214,9 @@ fn print_matrix(context: &Context, reports: &[EnvStatus<'_>]) -> anyhow::Result<
     }
     for report in reports {
         out.push_str(&format!(
-            "\n{} ({}, {}): {}",
+            "\n{}{} ({}, {}): {}",
             report.name,
+            mark(report),
             report.backend,
             report.location,
             summary(&report.migrations)

@@ -37,6 +37,8 @@ pub struct Target {
     pub backend: String,
     pub database: String,
     pub protected: bool,
+    /// Served by d1ctl's bundled simulator, not Cloudflare.
+    pub simulator: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,8 +186,13 @@ pub fn render_markdown(checklist: &Checklist) -> String {
     );
     let _ = writeln!(
         out,
-        "**Target:** `{}` ({}, {}){}\n",
+        "**Target:** `{}`{} ({}, {}){}\n",
         target.environment,
+        if target.simulator {
+            " (simulator: d1ctl's bundled D1 simulator, not Cloudflare)"
+        } else {
+            ""
+        },
         target.backend,
         target.database,
         if target.protected {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, BackendError, BackendKind};
 use crate::core::ledger::{self, LedgerState, Ledgers, MigrationStatus, State};
-use crate::core::lock::Lease;
+use crate::core::lock::{Lease, Liveness};
 use crate::core::migrations::{Migration, MigrationSet};
 use crate::core::schema::{self, Schema, Snapshot};
 use crate::core::{apply, lint};
@@ -427,28 +427,27 @@ pub fn drift_gate(name: &'static str, set: &MigrationSet, source: &View, ignore:
 fn lock_gate(target: &View, me: Option<&str>) -> Gate {
     match &target.lock {
         Some(lease) if Some(lease.holder.id.as_str()) != me && !lease.expired() => {
-            if lease.holder.is_dead_local_process() {
-                Gate {
+            match lease.holder.liveness_here() {
+                Liveness::Dead(why) => Gate {
                     name: "lock",
                     passed: true,
                     detail: format!(
-                        "held by {} (pid {}), a process on this host that no longer exists: it will be taken over",
+                        "held by {} (pid {}), a process of this machine that no longer runs ({why}): it will be taken over",
                         lease.holder.id, lease.holder.pid
                     ),
-                }
-            } else {
-                Gate {
+                },
+                Liveness::MaybeAlive(why) => Gate {
                     name: "lock",
                     passed: false,
                     detail: format!(
-                        "held by {} on {} (pid {}, `{}`) for {} s more",
+                        "held by {} on {} (pid {}, `{}`) for {} s more; not taken over: {why}",
                         lease.holder.id,
                         lease.holder.host,
                         lease.holder.pid,
                         lease.holder.command,
                         lease.expires_at - lease.now
                     ),
-                }
+                },
             }
         }
         Some(lease) if lease.expired() => Gate {

@@ -62,9 +62,16 @@ pub struct Environment {
     pub before: Vec<String>,
     /// Shell commands run after a promotion to this env succeeded.
     pub after: Vec<String>,
+    /// Where the env's table is in environments.toml: `path:line:column`.
+    pub declared_at: String,
 }
 
 impl Environment {
+    /// Whether the env is served by d1ctl's bundled simulator rather than Cloudflare.
+    pub fn is_simulated(&self) -> bool {
+        matches!(&self.target, Target::D1(target) if target.simulator)
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self.target {
             Target::Sqlite(_) => BackendKind::Sqlite,
@@ -545,13 +552,34 @@ impl Parser<'_> {
                         "use the full base URL, e.g. `https://api.cloudflare.com/client/v4`",
                     ));
                 }
+                let simulator = raw.simulator.as_ref().is_some_and(|s| *s.get_ref());
+                // The simulator runs in process with its own token: a URL or a token variable
+                // says the env is meant for a real API, which `simulator = true` would silently
+                // bypass.
+                for (key, span) in [
+                    ("api_base_url", span_of(&raw.api_base_url)),
+                    ("token_env", span_of(&raw.token_env)),
+                ] {
+                    if let (true, Some(span)) = (simulator, span) {
+                        return Err(self.error(
+                            Some(span),
+                            format!(
+                                "env `{env_name}`: `simulator = true` and `{key}` together: the bundled simulator needs no {}",
+                                if key == "token_env" { "token" } else { "URL" }
+                            ),
+                            format!(
+                                "to reach Cloudflare (or your own `d1ctl sim`), delete `simulator = true`; to stay on the bundled simulator, delete `{key}`"
+                            ),
+                        ));
+                    }
+                }
                 Target::D1(D1Target {
                     account_id,
                     database_id,
                     database_name,
                     api_base_url,
                     token_env: raw.token_env.as_ref().map(|v| v.get_ref().clone()),
-                    simulator: raw.simulator.as_ref().is_some_and(|s| *s.get_ref()),
+                    simulator,
                     request_mode,
                 })
             }
@@ -570,6 +598,7 @@ impl Parser<'_> {
             target,
             before: raw.before.clone(),
             after: raw.after.clone(),
+            declared_at: self.error(Some(name.span()), String::new(), "").location,
         })
     }
 

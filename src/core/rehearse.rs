@@ -65,6 +65,9 @@ pub struct Request<'a> {
 pub struct Rehearsal {
     pub environment: String,
     pub backend: BackendKind,
+    /// Served by d1ctl's bundled simulator, not Cloudflare (absent in older records).
+    #[serde(default)]
+    pub simulator: bool,
     pub database: String,
     /// The rung the pending migrations come from.
     pub source: String,
@@ -339,6 +342,7 @@ pub async fn rehearse(
     Ok(Rehearsal {
         environment: env.clone(),
         backend: request.source.kind(),
+        simulator: request.source.env.is_simulated(),
         database: request.source.label.clone(),
         source: request.rung_below.to_owned(),
         rehearsed_at,
@@ -606,6 +610,7 @@ mod tests {
         let rehearsal = Rehearsal {
             environment: "production".to_owned(),
             backend: BackendKind::D1,
+            simulator: false,
             database: "app".to_owned(),
             source: "staging".to_owned(),
             rehearsed_at: "2026-11-21T21:33:40.023Z".to_owned(),

@@ -124,3 +124,17 @@ fn locate_line(path: &Path, text: &str) -> Option<usize> {
     }
     None
 }
+
+/// The 1-based line of `path` that assigns `name` (`NAME=…` or `export NAME=…`), if any.
+pub(super) fn line_of_assignment(path: &Path, name: &str) -> Option<usize> {
+    let content = fs_err::read_to_string(path).ok()?;
+    content
+        .lines()
+        .position(|line| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|index| index + 1)
+}

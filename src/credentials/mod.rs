@@ -361,6 +361,56 @@ pub fn token_variable_names(request: &Request<'_>) -> Vec<String> {
     names
 }
 
+/// Where a token meant for `env` is set, outside the keyring: its own variable
+/// (`CLOUDFLARE_D1_TOKEN_<ENV>`) in the process environment or in any dotenv file, or any token
+/// variable in the env's own `.dev.vars.<env>`. The generic variables elsewhere serve every env
+/// and say nothing about this one. Unreadable files are left to [`resolve`] to report.
+pub fn tokens_meant_for(
+    config_dir: &Path,
+    env: &str,
+    environment: &dyn Environment,
+) -> Vec<TokenSetting> {
+    let own = format!("{TOKEN_VARIABLE}_{}", env_suffix(env));
+    let mut found = Vec::new();
+    if environment
+        .var(&own)
+        .is_some_and(|value| !value.trim().is_empty())
+    {
+        found.push(TokenSetting {
+            variable: own.clone(),
+            file: None,
+            line: None,
+        });
+    }
+    for (index, path) in dotenv::file_paths(config_dir, env).into_iter().enumerate() {
+        let file = dotenv::DotenvFile::load(path);
+        let names: Vec<&str> = if index == 0 {
+            vec![own.as_str(), TOKEN_VARIABLE, WRANGLER_TOKEN_VARIABLE]
+        } else {
+            vec![own.as_str()]
+        };
+        for name in names {
+            if file.get(name).is_some() {
+                found.push(TokenSetting {
+                    variable: name.to_owned(),
+                    line: dotenv::line_of_assignment(&file.path, name),
+                    file: Some(file.path.clone()),
+                });
+            }
+        }
+    }
+    found
+}
+
+/// One place [`tokens_meant_for`] found: a variable, in a dotenv file (with its line) or in the
+/// process environment (`file` is `None`). Never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSetting {
+    pub variable: String,
+    pub file: Option<PathBuf>,
+    pub line: Option<usize>,
+}
+
 /// Resolves the token, account id and database id of one environment.
 ///
 /// `store` is the OS keyring (pass `Some(&KeyringStore::new())`), or `None` to skip it. The

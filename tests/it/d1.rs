@@ -79,7 +79,7 @@ fn apply_and_status_over_http_within_the_request_budget() {
     assert!(
         apply
             .stderr
-            .contains(&format!("target: staging (d1, app-staging {STAGING})")),
+            .contains(&format!("target: staging (d1, app-staging {STAGING}, API redirected by CLOUDFLARE_API_BASE_URL to {})", remote.sim.base_url())),
         "{}",
         apply.stderr
     );
@@ -145,7 +145,8 @@ fn status_of_several_envs_makes_one_request_each() {
         .execute(PRODUCTION, "CREATE TABLE \"d1_migrations\"(id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL); CREATE TABLE _d1ctl_migrations (name TEXT PRIMARY KEY, sha256 TEXT, sha256_lf TEXT, applied_at TEXT, applied_by TEXT, duration_ms INTEGER, statements INTEGER, d1ctl_version TEXT);")
         .unwrap();
     remote.sim.reset_stats();
-    let output = remote.run_ok(&["status", "staging", "production"], 0);
+    // The variable redirects protected production: its token goes there only with `--yes`.
+    let output = remote.run_ok(&["status", "staging", "production", "--yes"], 0);
     assert_eq!(remote.requests(), 2, "{:?}", remote.sim.stats());
     assert!(
         output.stdout.contains("0002_posts.sql  applied  pending"),
@@ -559,7 +560,8 @@ fn the_repository_example_runs_offline_on_the_bundled_simulator() {
     project.run_ok(&["apply", "local"], 0);
     let dev = project.run_ok(&["apply", "dev"], 0);
     assert!(
-        dev.stderr.contains("target: dev (d1, example-dev "),
+        dev.stderr
+            .contains("target: dev (simulator) (d1, example-dev "),
         "{}",
         dev.stderr
     );

@@ -144,7 +144,7 @@ fn export_of_a_local_env_loads_into_a_fresh_sqlite() {
     );
     assert_eq!(
         json.json(),
-        json!({"environment": "local", "backend": "sqlite", "output": "again.sql", "bytes": dump.len()})
+        json!({"environment": "local", "backend": "sqlite", "simulator": false, "output": "again.sql", "bytes": dump.len()})
     );
     assert_eq!(json.stderr, "", "-q");
     assert_eq!(
@@ -680,7 +680,7 @@ fn pull_over_data_asks_for_yes_without_a_terminal_and_keeps_a_backup() {
     assert!(
         pulled
             .stderr
-            .contains(&format!("kept the previous `local` as `{backup}`")),
+            .contains(&format!("rollback point: backup {backup}")),
         "{}",
         pulled.stderr
     );

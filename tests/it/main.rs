@@ -2,6 +2,7 @@
 //! talks to the bundled simulator over real HTTP on 127.0.0.1.
 
 mod apply;
+mod base_url;
 mod common;
 mod config;
 mod corpus;
@@ -12,10 +13,12 @@ mod export;
 mod files;
 mod init;
 mod keyring;
+mod lease;
 mod lint_fix;
 mod promote;
 mod rehearse;
 mod release;
 mod rows;
 mod sim;
+mod simulated;
 mod wrangler;

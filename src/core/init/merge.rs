@@ -91,6 +91,7 @@ pub(super) fn merge(
                     status: Status::Added,
                     changes: Vec::new(),
                     protected: planned.protected,
+                    simulator: false,
                     note: None,
                 }
             }
@@ -297,6 +298,7 @@ fn update_env(table: &mut dyn TableLike, planned: &PlannedEnv, key: &str) -> Env
             .get("protected")
             .and_then(Item::as_bool)
             .unwrap_or(false),
+        simulator: table.get("simulator").and_then(Item::as_bool) == Some(true),
         note: None,
     };
     let backend = table.get("backend").and_then(Item::as_str).unwrap_or("");

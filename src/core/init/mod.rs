@@ -55,6 +55,8 @@ pub struct EnvOutcome {
     /// Keys added or changed in an existing env.
     pub changes: Vec<String>,
     pub protected: bool,
+    /// An env of the file served by the bundled simulator (init never adds one).
+    pub simulator: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

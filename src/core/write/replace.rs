@@ -242,13 +242,13 @@ impl Job for PullJob<'_> {
         backend: &dyn Backend,
         _plan: &PullPlan,
         done: &Pulled,
-        release: Vec<Statement>,
+        _release: Vec<Statement>,
     ) -> Result<Pulled, BackendError> {
-        // The lock row went with the old file; the release is a no-op on the copy.
-        let mut statements = release;
-        statements.push(Statement::new(
+        // The lock row went with the old file (now the backup, where a restore clears it):
+        // the copy has nothing to release.
+        let statements = vec![Statement::new(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' OR name = '_d1ctl_migrations')",
-        ));
+        )];
         let rows = backend.batch(&statements).await?;
         let tables = rows
             .last()
