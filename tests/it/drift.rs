@@ -354,3 +354,129 @@ fn corpus_built_by_d1ctl_and_by_sqlite3_have_no_drift() {
         );
     }
 }
+
+const USERS: &str = "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n";
+const POSTS: &str = "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), title TEXT);\nCREATE INDEX posts_user ON posts(user_id);\n";
+
+/// `a` migrated by d1ctl; `b` made by hand with the same schema and rows, no ledger: a database
+/// created before anyone tracked it.
+fn tracked_and_untracked() -> Project {
+    let project = Project::new();
+    project.config(TWO_ENVS);
+    project
+        .migration("0001_users.sql", USERS)
+        .migration("0002_posts.sql", POSTS);
+    project.run_ok(&["apply", "a", "-q"], 0);
+    project
+        .db("b.sqlite")
+        .execute_batch(&format!(
+            "{USERS}{POSTS}INSERT INTO users VALUES (1, 'ada@example.com'); INSERT INTO posts VALUES (1, 1, 'hello');"
+        ))
+        .unwrap();
+    project
+}
+
+#[test]
+fn equal_schemas_with_an_untracked_side_exit_0_with_the_baseline_hint() {
+    let project = tracked_and_untracked();
+    let output = project.run_ok(&["drift", "a", "b"], 0);
+    insta::assert_snapshot!("drift_untracked", output.snapshot(&project));
+
+    let json = project
+        .run_ok(&["drift", "a", "b", "--format", "json"], 0)
+        .json();
+    assert_eq!(json["drift"], false, "{json:#}");
+    assert_eq!(json["schemas_differ"], false, "{json:#}");
+    assert_eq!(json["ledgers_differ"], true, "{json:#}");
+    assert_eq!(json["ledgers"]["counted"], false, "{json:#}");
+    assert_eq!(
+        json["ledgers"]["only_in_a"],
+        serde_json::json!(["0001_users.sql", "0002_posts.sql"])
+    );
+    insta::assert_json_snapshot!("drift_untracked_lacking", json["ledgers"]["lacking"]);
+
+    // The folder against it says the same; the hint is right: baseline records both, keeps the
+    // rows, and there is no difference left.
+    let output = project.run_ok(&["drift", "migrations", "b"], 0);
+    assert!(
+        output
+            .stderr
+            .contains("hint: record what `b` already has without running it: `d1ctl baseline b`"),
+        "{}",
+        output.stderr
+    );
+    project.run_ok(&["baseline", "b", "--yes", "-q"], 0);
+    let output = project.run_ok(&["drift", "a", "b"], 0);
+    assert_eq!(
+        output.stdout,
+        "no drift: `a` and `b` have the same schema (2 tables, 1 index, 0 triggers, 0 views)\n"
+    );
+    assert_eq!(
+        crate::common::rows(
+            &project.db("b.sqlite"),
+            "SELECT u.email, p.title FROM posts p JOIN users u ON u.id = p.user_id"
+        ),
+        ["ada@example.com|hello"]
+    );
+}
+
+#[test]
+fn ledgers_flag_makes_a_ledger_difference_drift() {
+    let project = tracked_and_untracked();
+    let output = project.run_ok(&["drift", "a", "b", "--ledgers"], 1);
+    insta::assert_snapshot!("drift_untracked_counted", output.snapshot(&project));
+    let json = project
+        .run_ok(&["drift", "a", "b", "--ledgers", "--format", "json"], 1)
+        .json();
+    assert_eq!(json["drift"], true, "{json:#}");
+    assert_eq!(json["schemas_differ"], false, "{json:#}");
+    assert_eq!(json["ledgers"]["counted"], true, "{json:#}");
+    // Equal ledgers are no drift, flag or not.
+    project.run_ok(&["drift", "a", "--ledgers"], 0);
+}
+
+#[test]
+fn a_lacking_migration_that_changes_no_schema_gets_the_status_hint() {
+    let project = Project::new();
+    project.config(TWO_ENVS);
+    project.migration("0001_users.sql", USERS);
+    project.run_ok(&["apply", "a", "-q"], 0);
+    project.run_ok(&["apply", "b", "-q"], 0);
+    project.migration(
+        "0002_admin.sql",
+        "INSERT INTO users (id, email) VALUES (100, 'admin@example.com');\n",
+    );
+    project.run_ok(&["apply", "a", "-q"], 0);
+    project
+        .db("b.sqlite")
+        .execute("INSERT INTO users VALUES (1, 'ada@example.com')", [])
+        .unwrap();
+    let output = project.run_ok(&["drift", "a", "b"], 0);
+    insta::assert_snapshot!("drift_no_schema", output.snapshot(&project));
+    let json = project
+        .run_ok(&["drift", "a", "b", "--format", "json"], 0)
+        .json();
+    insta::assert_json_snapshot!("drift_no_schema_lacking", json["ledgers"]["lacking"]);
+    project.run_ok(&["drift", "a", "b", "--ledgers"], 1);
+}
+
+#[test]
+fn differing_schemas_still_exit_1_with_the_ledger_difference_explained() {
+    // `b` has 0001 and 0002 untracked; 0003 makes a table it does not have.
+    let project = tracked_and_untracked();
+    project.migration(
+        "0003_tags.sql",
+        "CREATE TABLE tags (name TEXT PRIMARY KEY);\n",
+    );
+    project.run_ok(&["apply", "a", "-q"], 0);
+    let output = project.run_ok(&["drift", "a", "b"], 1);
+    insta::assert_snapshot!("drift_untracked_and_behind", output.snapshot(&project));
+    let json = project
+        .run_ok(&["drift", "a", "b", "--format", "json"], 1)
+        .json();
+    assert_eq!(json["schemas_differ"], true, "{json:#}");
+    assert_eq!(
+        json["ledgers"]["lacking"][0]["hint"],
+        "d1ctl baseline b --through 0002_posts.sql"
+    );
+}
