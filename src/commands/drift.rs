@@ -193,12 +193,19 @@ pub(crate) async fn drift(args: DriftArgs, context: &Context) -> anyhow::Result<
         }
     }
     printer.data(out.trim_end())?;
+    // One hint per command: both sides lacking something can point at the same env.
+    let mut hinted: Vec<String> = Vec::new();
     for lacking in &lacking {
+        let command = hint_command(&set, lacking);
+        if hinted.contains(&command) {
+            continue;
+        }
         printer.message(&format!(
             "\n{}: {}",
             printer.paint(Style::Cyan, "hint"),
             hint_sentence(&set, lacking)
         ));
+        hinted.push(command);
     }
     Ok(exit_status(drifted))
 }

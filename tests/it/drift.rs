@@ -498,3 +498,43 @@ fn differing_schemas_still_exit_1_with_the_ledger_difference_explained() {
         "d1ctl baseline b --through 0002_posts.sql"
     );
 }
+
+#[test]
+fn a_ledger_row_with_no_file_is_named_with_the_status_hint() {
+    let project = Project::new();
+    project
+        .migration("0001_users.sql", USERS)
+        .migration("0002_posts.sql", POSTS);
+    project.run_ok(&["apply", "local", "-q"], 0);
+    project
+        .db("local.sqlite")
+        .execute("INSERT INTO users VALUES (1, 'ada@example.com')", [])
+        .unwrap();
+    // The file of an applied migration is deleted: `local` records what the folder lacks, and
+    // its schema has a table the folder no longer makes.
+    fs_err::remove_file(project.path("migrations/0002_posts.sql")).unwrap();
+    let output = project.run_ok(&["drift", "migrations", "local"], 1);
+    assert!(
+        output.stdout.contains(
+            "  only in B: 0002_posts.sql\n  the folder has no file for 0002_posts.sql: only the ledger of `local` records it\n"
+        ),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(
+        output.stderr.matches("hint:").count(),
+        1,
+        "{}",
+        output.stderr
+    );
+    let json = project
+        .run_ok(&["drift", "migrations", "local", "--format", "json"], 1)
+        .json();
+    let lacking = &json["ledgers"]["lacking"][0];
+    assert_eq!(lacking["side"], "a", "{json:#}");
+    assert_eq!(
+        lacking["not_in_folder"],
+        serde_json::json!(["0002_posts.sql"])
+    );
+    assert_eq!(lacking["hint"], "d1ctl status local");
+}
