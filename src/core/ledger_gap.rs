@@ -127,3 +127,87 @@ impl LedgerGap {
         self.untracked_through.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::migrations::{self, Layout};
+
+    /// A wrangler folder of `files` and the schema of `sql` run on a fresh database.
+    fn folder_and_schema(files: &[(&str, &str)], sql: &str) -> (MigrationSet, Schema) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            fs_err::write(dir.path().join(name), text).unwrap();
+        }
+        let set = migrations::load(dir.path(), Some(Layout::Wrangler)).unwrap();
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(sql).unwrap();
+        let schema = Schema::build(&Snapshot::read(&connection).unwrap(), &[]).unwrap();
+        (set, schema)
+    }
+
+    const FILES: [(&str, &str); 4] = [
+        (
+            "0001_users.sql",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY);",
+        ),
+        ("0002_seed.sql", "INSERT INTO users VALUES (1);"),
+        (
+            "0003_posts.sql",
+            "CREATE TABLE posts (id INTEGER PRIMARY KEY);",
+        ),
+        ("0004_more_seed.sql", "INSERT INTO users VALUES (2);"),
+    ];
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_untracked_database_is_untracked_through_its_last_schema_making_migration() {
+        let (set, actual) = folder_and_schema(
+            &FILES,
+            "CREATE TABLE users (id INTEGER PRIMARY KEY); CREATE TABLE posts (id INTEGER PRIMARY KEY);",
+        );
+        let missing = names(&[
+            "0001_users.sql",
+            "0002_seed.sql",
+            "0003_posts.sql",
+            "0004_more_seed.sql",
+        ]);
+        let gap = classify(&set, &[], &missing, &actual, &[]).unwrap();
+        assert_eq!(
+            gap.make_schema,
+            names(&["0001_users.sql", "0003_posts.sql"])
+        );
+        assert_eq!(
+            gap.change_no_schema,
+            names(&["0002_seed.sql", "0004_more_seed.sql"])
+        );
+        // Not through 0004: nothing in the schema says its rows are there.
+        assert_eq!(gap.untracked_through.as_deref(), Some("0003_posts.sql"));
+        assert_eq!(gap.not_in_schema, names(&["0004_more_seed.sql"]));
+    }
+
+    #[test]
+    fn a_database_behind_its_peer_is_not_untracked() {
+        let (set, actual) =
+            folder_and_schema(&FILES, "CREATE TABLE users (id INTEGER PRIMARY KEY);");
+        let recorded = names(&["0001_users.sql", "0002_seed.sql"]);
+        let missing = names(&["0003_posts.sql"]);
+        let gap = classify(&set, &recorded, &missing, &actual, &[]).unwrap();
+        assert_eq!(gap.make_schema, missing);
+        assert_eq!(gap.untracked_through, None);
+        assert_eq!(gap.not_in_schema, missing);
+    }
+
+    #[test]
+    fn names_the_folder_does_not_have_are_set_apart() {
+        let (set, actual) = folder_and_schema(&FILES, "");
+        let missing = names(&["0009_gone.sql"]);
+        let gap = classify(&set, &[], &missing, &actual, &[]).unwrap();
+        assert_eq!(gap.not_in_folder, missing);
+        assert_eq!(gap.migrations, missing);
+        assert_eq!(gap.untracked_through, None);
+    }
+}
