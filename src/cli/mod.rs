@@ -195,10 +195,16 @@ Examples:
   d1ctl drift staging              staging against the migrations its ledger says it ran
   d1ctl drift migrations prod      the whole migrations folder against production
   d1ctl drift prod local --format json
+  d1ctl drift prod local --ledgers  also exit 1 when one ledger lacks migrations
 
 Ledger tables, `_cf_*`, `sqlite_*` and FTS shadow tables are ignored; quoting, keyword case,
 whitespace and `IF NOT EXISTS` do not count as differences. Exits 0 when the schemas match,
-1 on drift, 2 on error.")]
+1 when they differ, 2 on error.
+
+When the schemas match but one ledger lacks migrations the other records, drift says which, and
+whether that side's schema already has what they make (an untracked database: `d1ctl baseline
+ENV` records them without running them) or cannot tell (they change no schema: `d1ctl status
+ENV`). That is not drift unless `--ledgers` is given.")]
     Drift(DriftArgs),
 
     /// Write an environment's schema and data as SQL, in D1's dump format.
@@ -418,6 +424,10 @@ pub(crate) struct DriftArgs {
     /// What to compare A with; without it, A is compared with the migrations its ledger records.
     #[arg(value_name = "B")]
     pub(crate) second: Option<String>,
+
+    /// Count ledger differences as drift too (exit 1), not only schema differences.
+    #[arg(long)]
+    pub(crate) ledgers: bool,
 }
 
 #[derive(Debug, Args)]

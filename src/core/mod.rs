@@ -9,6 +9,7 @@ pub mod fk;
 pub mod guard;
 pub mod init;
 pub mod ledger;
+pub mod ledger_gap;
 pub mod lint;
 pub mod lock;
 pub mod migrations;

@@ -244,6 +244,24 @@ pub(crate) fn schema_lines(connection: &Connection) -> Vec<String> {
     .collect()
 }
 
+/// The project's own fixture corpus, `tests/fixtures/corpus`: folders laid out like
+/// `../shared/corpus`'s entries, always present, so the corpus tests run on every clone.
+pub(crate) fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
+}
+
+/// The entries of a corpus folder (sub-folders with a `SOURCE.txt`), sorted.
+pub(crate) fn corpus_entries(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs_err::read_dir(root)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("SOURCE.txt").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// `../shared/corpus`, beside the repository.
 pub(crate) fn corpus_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("D1CTL_CORPUS_DIR").map_or_else(

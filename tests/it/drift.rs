@@ -1,9 +1,10 @@
 //! `d1ctl drift`: equal schemas written differently compare equal; every kind of real change is
 //! reported precisely with exit 1.
 
+use std::path::Path;
 use std::process::Command;
 
-use crate::common::{Project, copy_dir, corpus_dir};
+use crate::common::{Project, copy_dir, corpus_dir, corpus_entries, fixtures_dir};
 
 const TWO_ENVS: &str = "[project]\nladder = [\"a\", \"b\"]\n\n[env.a]\nbackend = \"sqlite\"\npath = \"a.sqlite\"\n\n[env.b]\nbackend = \"sqlite\"\npath = \"b.sqlite\"\n";
 
@@ -291,6 +292,36 @@ fn drift_of_two_d1_envs_takes_one_request_each() {
     assert!(stdout.contains("index t_x: added (ON t (x))"), "{stdout}");
 }
 
+/// A project with the entry's folder and two local envs: `d1ctl`, applied by d1ctl, and `other`,
+/// left for another tool to build.
+fn built_by_d1ctl(root: &Path, name: &str) -> (Project, crate::corpus::Entry) {
+    let entry = crate::corpus::entry(root, name);
+    let project = Project::empty();
+    copy_dir(&root.join(name).join(&entry.dir), &project.path(&entry.dir));
+    project.config(&format!(
+        "[project]\nmigrations_dir = \"{}\"\nlayout = \"{}\"\n\n[env.d1ctl]\nbackend = \"sqlite\"\npath = \"d1ctl.sqlite\"\n\n[env.other]\nbackend = \"sqlite\"\npath = \"other.sqlite\"\n",
+        entry.dir, entry.style
+    ));
+    // An entry whose apply is expected to fail exits 1, with what came before it applied.
+    project.run_ok(
+        &["apply", "d1ctl", "-q"],
+        i32::from(entry.failure.is_some()),
+    );
+    (project, entry)
+}
+
+/// No schema difference between `d1ctl` and `other`.
+fn assert_no_schema_drift(project: &Project, name: &str) {
+    let json = project
+        .run(&["drift", "d1ctl", "other", "--format", "json"])
+        .json();
+    assert_eq!(
+        json["changes"].as_array().unwrap().len(),
+        0,
+        "{name}: {json:#}"
+    );
+}
+
 /// For every corpus folder, a database built by d1ctl and one built by the `sqlite3` CLI
 /// replaying the files have no drift.
 #[test]
@@ -298,41 +329,12 @@ fn corpus_built_by_d1ctl_and_by_sqlite3_have_no_drift() {
     let Some(corpus) = corpus_dir() else {
         return;
     };
-    for entry in [
-        "cloudflare__wildebeest",
-        "filbeam__worker",
-        "beilunyang__moemail",
-        "preset-io__agor",
-    ] {
-        let root = corpus.join(entry);
-        let source = fs_err::read_to_string(root.join("SOURCE.txt")).unwrap();
-        let field = |key: &str| {
-            source
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}: ")))
-                .unwrap()
-                .trim()
-                .to_owned()
-        };
-        let (dir, style) = (field("dir"), field("style"));
-        let project = Project::empty();
-        copy_dir(&root.join(&dir), &project.path(&dir));
-        project.config(&format!(
-            "[project]\nmigrations_dir = \"{dir}\"\nlayout = \"{style}\"\n\n[env.d1ctl]\nbackend = \"sqlite\"\npath = \"d1ctl.sqlite\"\n\n[env.cli]\nbackend = \"sqlite\"\npath = \"cli.sqlite\"\n"
-        ));
-        project.run_ok(&["apply", "d1ctl", "-q"], 0);
-        let outcome = fs_err::read_to_string(root.join("expected_outcome.txt")).unwrap();
-        let order: Vec<&str> = outcome
-            .lines()
-            .skip_while(|l| !l.starts_with("applied_order:"))
-            .skip(1)
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        for file in order {
-            let sql = fs_err::read(project.path(&format!("{dir}/{file}"))).unwrap();
+    for name in corpus_entries(&corpus) {
+        let (project, entry) = built_by_d1ctl(&corpus, &name);
+        for file in &entry.applied_order {
+            let sql = fs_err::read(project.path(&format!("{}/{file}", entry.dir))).unwrap();
             let mut child = Command::new("sqlite3")
-                .arg(project.path("cli.sqlite"))
+                .arg(project.path("other.sqlite"))
                 .stdin(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -341,16 +343,198 @@ fn corpus_built_by_d1ctl_and_by_sqlite3_have_no_drift() {
             let output = child.wait_with_output().unwrap();
             assert!(
                 output.status.success() && output.stderr.is_empty(),
-                "{entry} {file}: {}",
+                "{name} {file}: {}",
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let output = project.run(&["drift", "d1ctl", "cli", "--format", "json"]);
-        let json = output.json();
-        assert_eq!(
-            json["changes"].as_array().unwrap().len(),
-            0,
-            "{entry}: {json:#}"
-        );
+        assert_no_schema_drift(&project, &name);
     }
+}
+
+/// For every fixture, a database built by d1ctl and one built by plain SQLite (rusqlite, each
+/// file run whole in its own transaction, foreign keys on, the way the fixtures' oracle runs
+/// them) have no drift. No sqlite3 CLI needed: this runs on every clone.
+#[test]
+fn fixtures_built_by_d1ctl_and_by_plain_sqlite_have_no_drift() {
+    let root = fixtures_dir();
+    for name in corpus_entries(&root) {
+        let (project, entry) = built_by_d1ctl(&root, &name);
+        let other = project.db("other.sqlite");
+        other.pragma_update(None, "foreign_keys", "ON").unwrap();
+        for file in &entry.applied_order {
+            let sql =
+                fs_err::read_to_string(project.path(&format!("{}/{file}", entry.dir))).unwrap();
+            other
+                .execute_batch(&format!("BEGIN;\n{sql}\nCOMMIT;"))
+                .unwrap_or_else(|error| panic!("{name} {file}: {error}"));
+        }
+        drop(other);
+        assert_no_schema_drift(&project, &name);
+    }
+}
+
+const USERS: &str = "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);\n";
+const POSTS: &str = "CREATE TABLE posts (id INTEGER PRIMARY KEY, user_id INTEGER REFERENCES users(id), title TEXT);\nCREATE INDEX posts_user ON posts(user_id);\n";
+
+/// `a` migrated by d1ctl; `b` made by hand with the same schema and rows, no ledger: a database
+/// created before anyone tracked it.
+fn tracked_and_untracked() -> Project {
+    let project = Project::new();
+    project.config(TWO_ENVS);
+    project
+        .migration("0001_users.sql", USERS)
+        .migration("0002_posts.sql", POSTS);
+    project.run_ok(&["apply", "a", "-q"], 0);
+    project
+        .db("b.sqlite")
+        .execute_batch(&format!(
+            "{USERS}{POSTS}INSERT INTO users VALUES (1, 'ada@example.com'); INSERT INTO posts VALUES (1, 1, 'hello');"
+        ))
+        .unwrap();
+    project
+}
+
+#[test]
+fn equal_schemas_with_an_untracked_side_exit_0_with_the_baseline_hint() {
+    let project = tracked_and_untracked();
+    let output = project.run_ok(&["drift", "a", "b"], 0);
+    insta::assert_snapshot!("drift_untracked", output.snapshot(&project));
+
+    let json = project
+        .run_ok(&["drift", "a", "b", "--format", "json"], 0)
+        .json();
+    assert_eq!(json["drift"], false, "{json:#}");
+    assert_eq!(json["schemas_differ"], false, "{json:#}");
+    assert_eq!(json["ledgers_differ"], true, "{json:#}");
+    assert_eq!(json["ledgers"]["counted"], false, "{json:#}");
+    assert_eq!(
+        json["ledgers"]["only_in_a"],
+        serde_json::json!(["0001_users.sql", "0002_posts.sql"])
+    );
+    insta::assert_json_snapshot!("drift_untracked_lacking", json["ledgers"]["lacking"]);
+
+    // The folder against it says the same; the hint is right: baseline records both, keeps the
+    // rows, and there is no difference left.
+    let output = project.run_ok(&["drift", "migrations", "b"], 0);
+    assert!(
+        output
+            .stderr
+            .contains("hint: record what `b` already has without running it: `d1ctl baseline b`"),
+        "{}",
+        output.stderr
+    );
+    project.run_ok(&["baseline", "b", "--yes", "-q"], 0);
+    let output = project.run_ok(&["drift", "a", "b"], 0);
+    assert_eq!(
+        output.stdout,
+        "no drift: `a` and `b` have the same schema (2 tables, 1 index, 0 triggers, 0 views)\n"
+    );
+    assert_eq!(
+        crate::common::rows(
+            &project.db("b.sqlite"),
+            "SELECT u.email, p.title FROM posts p JOIN users u ON u.id = p.user_id"
+        ),
+        ["ada@example.com|hello"]
+    );
+}
+
+#[test]
+fn ledgers_flag_makes_a_ledger_difference_drift() {
+    let project = tracked_and_untracked();
+    let output = project.run_ok(&["drift", "a", "b", "--ledgers"], 1);
+    insta::assert_snapshot!("drift_untracked_counted", output.snapshot(&project));
+    let json = project
+        .run_ok(&["drift", "a", "b", "--ledgers", "--format", "json"], 1)
+        .json();
+    assert_eq!(json["drift"], true, "{json:#}");
+    assert_eq!(json["schemas_differ"], false, "{json:#}");
+    assert_eq!(json["ledgers"]["counted"], true, "{json:#}");
+    // Equal ledgers are no drift, flag or not.
+    project.run_ok(&["drift", "a", "--ledgers"], 0);
+}
+
+#[test]
+fn a_lacking_migration_that_changes_no_schema_gets_the_status_hint() {
+    let project = Project::new();
+    project.config(TWO_ENVS);
+    project.migration("0001_users.sql", USERS);
+    project.run_ok(&["apply", "a", "-q"], 0);
+    project.run_ok(&["apply", "b", "-q"], 0);
+    project.migration(
+        "0002_admin.sql",
+        "INSERT INTO users (id, email) VALUES (100, 'admin@example.com');\n",
+    );
+    project.run_ok(&["apply", "a", "-q"], 0);
+    project
+        .db("b.sqlite")
+        .execute("INSERT INTO users VALUES (1, 'ada@example.com')", [])
+        .unwrap();
+    let output = project.run_ok(&["drift", "a", "b"], 0);
+    insta::assert_snapshot!("drift_no_schema", output.snapshot(&project));
+    let json = project
+        .run_ok(&["drift", "a", "b", "--format", "json"], 0)
+        .json();
+    insta::assert_json_snapshot!("drift_no_schema_lacking", json["ledgers"]["lacking"]);
+    project.run_ok(&["drift", "a", "b", "--ledgers"], 1);
+}
+
+#[test]
+fn differing_schemas_still_exit_1_with_the_ledger_difference_explained() {
+    // `b` has 0001 and 0002 untracked; 0003 makes a table it does not have.
+    let project = tracked_and_untracked();
+    project.migration(
+        "0003_tags.sql",
+        "CREATE TABLE tags (name TEXT PRIMARY KEY);\n",
+    );
+    project.run_ok(&["apply", "a", "-q"], 0);
+    let output = project.run_ok(&["drift", "a", "b"], 1);
+    insta::assert_snapshot!("drift_untracked_and_behind", output.snapshot(&project));
+    let json = project
+        .run_ok(&["drift", "a", "b", "--format", "json"], 1)
+        .json();
+    assert_eq!(json["schemas_differ"], true, "{json:#}");
+    assert_eq!(
+        json["ledgers"]["lacking"][0]["hint"],
+        "d1ctl baseline b --through 0002_posts.sql"
+    );
+}
+
+#[test]
+fn a_ledger_row_with_no_file_is_named_with_the_status_hint() {
+    let project = Project::new();
+    project
+        .migration("0001_users.sql", USERS)
+        .migration("0002_posts.sql", POSTS);
+    project.run_ok(&["apply", "local", "-q"], 0);
+    project
+        .db("local.sqlite")
+        .execute("INSERT INTO users VALUES (1, 'ada@example.com')", [])
+        .unwrap();
+    // The file of an applied migration is deleted: `local` records what the folder lacks, and
+    // its schema has a table the folder no longer makes.
+    fs_err::remove_file(project.path("migrations/0002_posts.sql")).unwrap();
+    let output = project.run_ok(&["drift", "migrations", "local"], 1);
+    assert!(
+        output.stdout.contains(
+            "  only in B: 0002_posts.sql\n  the folder has no file for 0002_posts.sql: only the ledger of `local` records it\n"
+        ),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(
+        output.stderr.matches("hint:").count(),
+        1,
+        "{}",
+        output.stderr
+    );
+    let json = project
+        .run_ok(&["drift", "migrations", "local", "--format", "json"], 1)
+        .json();
+    let lacking = &json["ledgers"]["lacking"][0];
+    assert_eq!(lacking["side"], "a", "{json:#}");
+    assert_eq!(
+        lacking["not_in_folder"],
+        serde_json::json!(["0002_posts.sql"])
+    );
+    assert_eq!(lacking["hint"], "d1ctl status local");
 }

@@ -64,8 +64,18 @@ fn corpus_entries(corpus: &Path) -> Vec<(String, Vec<migrations::Migration>)> {
             } else {
                 Layout::Wrangler
             };
-            let set =
+            let mut set =
                 migrations::load(&corpus.join(&name).join(field("dir")), Some(layout)).unwrap();
+            // An entry whose apply is expected to fail is replayed up to the failure.
+            let outcome =
+                fs_err::read_to_string(corpus.join(&name).join("expected_outcome.txt")).unwrap();
+            if let Some(failed) = outcome
+                .lines()
+                .find_map(|line| line.strip_prefix("failed: "))
+            {
+                let at = set.position(failed.trim()).unwrap();
+                set.migrations.truncate(at);
+            }
             (name, set.migrations)
         })
         .collect()
@@ -189,6 +199,27 @@ fn every_corpus_migration_applies_to_a_seeded_shadow() {
             "preset-io__agor/0004_add_static_urls.sql: `sessions` went from 3 to 0 rows",
             "preset-io__agor/0004_add_static_urls.sql: `tasks` went from 3 to 0 rows",
         ]
+    );
+}
+
+/// The project's own fixtures (`tests/fixtures/corpus`), replayed the same way on every clone.
+#[test]
+fn every_fixture_migration_applies_to_a_seeded_shadow() {
+    let replay =
+        replay_corpus(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus"));
+    assert_eq!(replay.not_seeded, Vec::<String>::new());
+    // The backfill that leaves a NOT NULL column NULL: it passes on an empty database only.
+    assert_eq!(
+        replay.fail_with_rows,
+        [
+            "drizzle_rebuild/0004_silent_meadow.sql: statement 4 (`INSERT INTO `api_keys` …`): NOT NULL constraint failed: api_keys.secret_hash"
+        ]
+    );
+    // The drizzle rebuild under `PRAGMA foreign_keys=OFF`, which D1 ignores: dropping the old
+    // `accounts` cascades into `sessions`.
+    assert_eq!(
+        replay.losses,
+        ["drizzle_rebuild/0002_rebuild_accounts.sql: `sessions` went from 3 to 0 rows"]
     );
 }
 
