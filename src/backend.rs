@@ -134,6 +134,8 @@ pub enum BackendError {
         /// Index of the failing statement in the batch, when the backend can tell.
         index: Option<usize>,
         message: String,
+        /// The table a "no such table" failure names (ledger reads take it as "absent").
+        missing_table: Option<String>,
     },
     /// The database could not be reached or opened; nothing was run.
     #[error("{message}")]
@@ -195,19 +197,28 @@ impl BackendError {
         }
     }
 
-    /// True for "no such table" style failures, which ledger reads treat as "table absent".
+    /// The table a "no such table" failure names, which ledger reads treat as "table absent".
     pub fn is_missing_table(&self) -> Option<String> {
         match self {
-            BackendError::Statement { message, .. } => {
-                message.split("no such table: ").nth(1).map(|rest| {
-                    rest.split([':', ' ', ','])
-                        .next()
-                        .unwrap_or_default()
-                        .trim_start_matches("main.")
-                        .to_owned()
-                })
-            }
+            BackendError::Statement { missing_table, .. } => missing_table.clone(),
             _ => None,
+        }
+    }
+
+    /// An SQL failure as SQLite (or D1, which is SQLite) words it: the one place the text of
+    /// its message is read, to tell a missing table from other failures; D1 gives no code.
+    pub fn sql(index: Option<usize>, message: String) -> Self {
+        let missing_table = message.split("no such table: ").nth(1).map(|rest| {
+            rest.split([':', ' ', ','])
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("main.")
+                .to_owned()
+        });
+        BackendError::Statement {
+            index,
+            message,
+            missing_table,
         }
     }
 }

@@ -150,7 +150,7 @@ impl Context {
     /// can send the token without it; `--yes` is global so that reads (`status`, `drift`,
     /// `export`, `plan`, …) can confirm the same way writes do.
     fn confirm_redirect(&self, env: &Environment, url: &str) -> anyhow::Result<()> {
-        use std::io::{BufRead as _, IsTerminal as _, Write as _};
+        use crate::cli::prompt::{Answer, ask};
         let mut confirmed = self
             .redirects_confirmed
             .lock()
@@ -166,25 +166,25 @@ impl Context {
             self.printer.message(&format!(
                 "{what}; sending its token there, confirmed by `--yes`"
             ));
-        } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
-            let mut stderr = std::io::stderr().lock();
-            write!(stderr, "{what}. Type its name to send its token there: ")?;
-            stderr.flush()?;
-            let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer)?;
-            if answer.trim() != env.name {
-                return Err(UserError::new(
-                    format!("not confirmed; nothing was sent to {url}"),
-                    redirect_hint(),
-                )
-                .into());
-            }
         } else {
-            return Err(UserError::new(
-                format!("{what}; nothing was sent for it"),
-                redirect_hint(),
-            )
-            .into());
+            let question = format!("{what}. Type its name to send its token there:");
+            match ask(&self.printer, &question, &env.name)? {
+                Answer::Confirmed => {}
+                Answer::Refused => {
+                    return Err(UserError::new(
+                        format!("not confirmed; nothing was sent to {url}"),
+                        redirect_hint(),
+                    )
+                    .into());
+                }
+                Answer::NoTerminal => {
+                    return Err(UserError::new(
+                        format!("{what}; nothing was sent for it"),
+                        redirect_hint(),
+                    )
+                    .into());
+                }
+            }
         }
         confirmed.push(env.name.clone());
         Ok(())

@@ -354,20 +354,20 @@ pub async fn acquire_with(
                     env: env.to_owned(),
                     lease: other,
                 }),
-                None => Err(LockError::Backend(BackendError::Statement {
-                    index: None,
-                    message: "the lock row vanished while taking it over".to_owned(),
-                })),
+                None => Err(LockError::Backend(BackendError::sql(
+                    None,
+                    "the lock row vanished while taking it over".to_owned(),
+                ))),
             }
         }
         Some(lease) => Err(LockError::Held {
             env: env.to_owned(),
             lease,
         }),
-        None => Err(LockError::Backend(BackendError::Statement {
-            index: None,
-            message: "the lock row could not be written".to_owned(),
-        })),
+        None => Err(LockError::Backend(BackendError::sql(
+            None,
+            "the lock row could not be written".to_owned(),
+        ))),
     }
 }
 

@@ -508,7 +508,7 @@ fn apply_and_compare(
                 }
                 done += unit.len();
             }
-            Err(BackendError::Statement { index, message }) => {
+            Err(BackendError::Statement { index, message, .. }) => {
                 let (position, statement) = locate(unit, index);
                 let failed = unit[position];
                 for (offset, rehearsed) in migrations[unit_range].iter_mut().enumerate() {

@@ -200,10 +200,7 @@ impl D1Client {
                 code: 7500,
                 message,
                 ..
-            }) => Err(BackendError::Statement {
-                index: None,
-                message,
-            }),
+            }) => Err(BackendError::sql(None, message)),
             Err(error) if write && error.may_have_committed() => {
                 Err(BackendError::OutcomeUnknown {
                     message: error.to_string(),

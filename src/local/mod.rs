@@ -127,19 +127,13 @@ pub fn run_batch(
         })?;
     let mut results = Vec::with_capacity(statements.len());
     for (index, statement) in statements.iter().enumerate() {
-        let rows =
-            run_statement(&transaction, statement).map_err(|error| BackendError::Statement {
-                index: Some(index),
-                message: sqlite_message(&error),
-            })?;
+        let rows = run_statement(&transaction, statement)
+            .map_err(|error| BackendError::sql(Some(index), sqlite_message(&error)))?;
         results.push(rows);
     }
     transaction
         .commit()
-        .map_err(|error| BackendError::Statement {
-            index: None,
-            message: sqlite_message(&error),
-        })?;
+        .map_err(|error| BackendError::sql(None, sqlite_message(&error)))?;
     Ok(results)
 }
 
