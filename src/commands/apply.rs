@@ -6,7 +6,7 @@ use crate::cli::ApplyArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::WriteProgress;
 use crate::commands::{
-    Context, ExitStatus, UserError, actor, display_path, plural, write_error, write_failure,
+    Context, ExitStatus, UserError, WriteRequest, actor, display_path, plural, write_failure,
 };
 use crate::core::apply::{Applied, Problem};
 use crate::core::ledger::{Ledgers, State};
@@ -100,22 +100,17 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         format!("d1ctl apply {}", env.name),
         move |plan: &MigratePlan, _changed| show_plan(context, set_ref, &env_name, plan),
     );
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let target = write::Target {
-        backend: backend.as_ref(),
+    let request = WriteRequest {
+        registry: &registry,
         env,
-        backups: &backups,
-    };
-    let options = write::Options {
+        backend: backend.as_ref(),
         command: format!("apply {}", env.name),
-        actor: applied_by.clone(),
         yes: false,
         dry_run: args.dry_run,
     };
-    let result = write::run(&target, &job, &options, &progress).await;
-    let report = match result {
+    let report = match context.write(request, &job, &progress).await? {
         Ok(report) => report,
-        Err(error) => return write_error(context, error, &env.name),
+        Err(status) => return Ok(status),
     };
     let mut json = ApplyReport {
         environment: &env.name,

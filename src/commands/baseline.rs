@@ -3,11 +3,11 @@
 use crate::cli::BaselineArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::WriteProgress;
-use crate::commands::{Context, ExitStatus, UserError, actor, plural, write_error};
+use crate::commands::{Context, ExitStatus, UserError, WriteRequest, actor, plural};
 use crate::core::ledger::Ledgers;
 use crate::core::migrations::Migration;
+use crate::core::write::Outcome;
 use crate::core::write::baseline::{BaselineJob, BaselinePlan};
-use crate::core::write::{self, Outcome};
 
 pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::Result<ExitStatus> {
     let printer = &context.printer;
@@ -42,21 +42,17 @@ pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::R
         format!("d1ctl baseline {}", env.name),
         move |plan: &BaselinePlan, _changed| show_plan(context, &env_name, plan, count, &last),
     );
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let target = write::Target {
-        backend: backend.as_ref(),
+    let request = WriteRequest {
+        registry: &registry,
         env,
-        backups: &backups,
-    };
-    let options = write::Options {
+        backend: backend.as_ref(),
         command: format!("baseline {}", env.name),
-        actor: actor(),
         yes: args.yes,
         dry_run: false,
     };
-    let report = match write::run(&target, &job, &options, &progress).await {
+    let report = match context.write(request, &job, &progress).await? {
         Ok(report) => report,
-        Err(error) => return write_error(context, error, &env.name),
+        Err(status) => return Ok(status),
     };
     match report.outcome {
         Outcome::UpToDate => {

@@ -11,7 +11,7 @@ use crate::cli::PromoteArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::WriteProgress;
 use crate::commands::{
-    Context, ExitStatus, Rung, UserError, actor, display_path, plural, write_failure,
+    Context, ExitStatus, Rung, UserError, WriteRequest, actor, display_path, plural, write_failure,
 };
 use crate::core::apply::Applied;
 use crate::core::ledger::Ledgers;
@@ -20,8 +20,8 @@ use crate::core::migrations::MigrationSet;
 use crate::core::promote::Plan;
 use crate::core::registry::{Environment, Registry};
 use crate::core::rehearse::Rehearsal;
+use crate::core::write::Outcome;
 use crate::core::write::migrate::{MigrateJob, MigratePlan, Source};
-use crate::core::write::{self, Outcome, WriteError};
 
 #[derive(Serialize)]
 struct RungReport {
@@ -195,14 +195,7 @@ async fn promote_rung(
         source: Source::Rung(&source),
         all_in_one: args.all_in_one,
         actor: &applied_by,
-        initial: std::sync::Mutex::new(Some(MigratePlan {
-            pending: plan.pending.iter().map(|p| p.name.clone()).collect(),
-            promotion: Some(plan),
-            target,
-            problems: Vec::new(),
-            edited: Vec::new(),
-            adopted: Vec::new(),
-        })),
+        initial: std::sync::Mutex::new(Some(MigratePlan::promotion(target, plan))),
         extra_gates,
     };
     let kind = backend.kind();
@@ -225,29 +218,17 @@ async fn promote_rung(
             false
         })
     });
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let write_target = write::Target {
-        backend: backend.as_ref(),
+    let request = WriteRequest {
+        registry,
         env,
-        backups: &backups,
-    };
-    let options = write::Options {
+        backend: backend.as_ref(),
         command: format!("promote --to {}", env.name),
-        actor: applied_by.clone(),
         yes: args.yes,
         dry_run,
     };
-    let session = match write::run(&write_target, &job, &options, &progress).await {
-        Ok(session) => session,
-        Err(WriteError::Locked(held)) => {
-            printer.error(
-                &format!("{held}; nothing was written"),
-                Some("wait for it to finish; if its holder died, `d1ctl lock release ENV --id ID` frees it"),
-            );
-            report.outcome = "refused";
-            return Ok(report);
-        }
-        Err(error) => return Err(anyhow::Error::from(error)),
+    let Ok(session) = context.write(request, &job, &progress).await? else {
+        report.outcome = "refused";
+        return Ok(report);
     };
     if let Some(promotion) = &session.plan.promotion {
         report.plan = promotion.clone();

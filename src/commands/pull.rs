@@ -13,11 +13,11 @@ use crate::backend::BackendKind;
 use crate::cli::PullArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::{ExportProgress, WriteProgress};
-use crate::commands::{Context, ExitStatus, UserError, actor, display_path, plural, write_error};
+use crate::commands::{Context, ExitStatus, UserError, WriteRequest, display_path, plural};
 use crate::core::registry::{Environment, Target};
 use crate::core::temp::tmp_dir;
+use crate::core::write::Outcome;
 use crate::core::write::replace::{PullJob, PullPlan};
-use crate::core::write::{self, Outcome};
 use crate::local::SqliteBackend;
 
 #[derive(Serialize)]
@@ -69,27 +69,23 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
         &progress,
     );
     let backend = SqliteBackend::new(&target_path);
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let target = write::Target {
-        backend: &backend,
-        env: target_env,
-        backups: &backups,
-    };
-    let options = write::Options {
-        command: format!("pull {} --into {}", source_env.name, target_env.name),
-        actor: actor(),
-        yes: args.yes,
-        dry_run: false,
-    };
     let write_progress = WriteProgress::new(
         printer,
         &target_env.name,
         format!("d1ctl pull {} --into {}", source_env.name, target_env.name),
         |_: &PullPlan, _| {},
     );
-    let report = match write::run(&target, &job, &options, &write_progress).await {
+    let request = WriteRequest {
+        registry: &registry,
+        env: target_env,
+        backend: &backend,
+        command: format!("pull {} --into {}", source_env.name, target_env.name),
+        yes: args.yes,
+        dry_run: false,
+    };
+    let report = match context.write(request, &job, &write_progress).await? {
         Ok(report) => report,
-        Err(error) => return write_error(context, error, &target_env.name),
+        Err(status) => return Ok(status),
     };
     let undo = report.point.as_ref().map(|point| {
         format!(

@@ -3,10 +3,10 @@
 use crate::cli::RollbackArgs;
 use crate::cli::printer::Style;
 use crate::cli::reporter::WriteProgress;
-use crate::commands::{Context, ExitStatus, actor, age, plural, write_error};
+use crate::commands::{Context, ExitStatus, WriteRequest, age, plural};
 use crate::core::ledger::Ledgers;
+use crate::core::write::Outcome;
 use crate::core::write::restore::{Choice, RestoreJob, RestorePlan};
-use crate::core::write::{self, Outcome};
 
 pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::Result<ExitStatus> {
     let printer = &context.printer;
@@ -28,21 +28,17 @@ pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::R
         format!("d1ctl {command}{}", if args.last { " --last" } else { "" }),
         move |plan: &RestorePlan, _changed| show_plan(context, &env_name, plan),
     );
-    let backups = registry.root.join(".d1ctl").join("backups");
-    let target = write::Target {
-        backend: backend.as_ref(),
+    let request = WriteRequest {
+        registry: &registry,
         env,
-        backups: &backups,
-    };
-    let options = write::Options {
+        backend: backend.as_ref(),
         command,
-        actor: actor(),
         yes: args.yes,
         dry_run: false,
     };
-    let report = match write::run(&target, &job, &options, &progress).await {
+    let report = match context.write(request, &job, &progress).await? {
         Ok(report) => report,
-        Err(error) => return write_error(context, error, &env.name),
+        Err(status) => return Ok(status),
     };
     match report.outcome {
         Outcome::Blocked => return Ok(ExitStatus::Failure),

@@ -53,6 +53,18 @@ pub struct MigratePlan {
 }
 
 impl MigratePlan {
+    /// A promotion's plan of `target` (its gates decide; apply's own checks do not apply).
+    pub fn promotion(target: View, plan: promote::Plan) -> Self {
+        Self {
+            pending: plan.pending.iter().map(|p| p.name.clone()).collect(),
+            promotion: Some(plan),
+            target,
+            problems: Vec::new(),
+            edited: Vec::new(),
+            adopted: Vec::new(),
+        }
+    }
+
     pub fn migrations<'s>(&self, set: &'s MigrationSet) -> Vec<&'s Migration> {
         self.pending
             .iter()
@@ -106,14 +118,7 @@ impl MigrateJob<'_> {
                     me,
                 );
                 plan.gates.extend(self.extra_gates.iter().cloned());
-                MigratePlan {
-                    pending: plan.pending.iter().map(|p| p.name.clone()).collect(),
-                    promotion: Some(plan),
-                    target,
-                    problems: Vec::new(),
-                    edited: Vec::new(),
-                    adopted: Vec::new(),
-                }
+                MigratePlan::promotion(target, plan)
             }
             Source::Folder => {
                 let edited = target
