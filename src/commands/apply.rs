@@ -202,7 +202,11 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
                 }
                 ExitStatus::Failure
             } else {
-                match &report.verified {
+                // Written: the way back is printed whatever the verification says.
+                let rollback = report.point.as_ref().map(|point| {
+                    format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
+                });
+                let status = match &report.verified {
                     Some(Ok(verified)) if verified.differences.is_empty() => {
                         if !printer.is_json() {
                             printer.message(&format!(
@@ -237,7 +241,14 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
                         ExitStatus::Success
                     }
                     None => ExitStatus::Success,
+                };
+                if let Some(rollback) = &rollback {
+                    printer.message(&format!(
+                        "{}: {rollback}",
+                        printer.paint(Style::Cyan, "rollback")
+                    ));
                 }
+                status
             }
         }
     };

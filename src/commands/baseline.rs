@@ -93,6 +93,14 @@ pub(crate) async fn baseline(args: BaselineArgs, context: &Context) -> anyhow::R
     if let Some(Err(error)) = &report.verified {
         printer.warning(error);
     }
+    if let Some(point) = &report.point {
+        printer.message(&format!(
+            "{}: d1ctl rollback {} --bookmark {}",
+            printer.paint(Style::Cyan, "rollback"),
+            env.name,
+            point.point
+        ));
+    }
     Ok(ExitStatus::Success)
 }
 
