@@ -62,7 +62,7 @@ pub struct Faults {
     /// without a response.
     pub drop_after_commit: u32,
     /// The next N successful `/query` or `/raw` requests commit, then never answer: the
-    /// response is held until the client goes away (each held request is counted in
+    /// response is held until the connection is dropped (each held request is counted in
     /// [`Stats::held`], so a test knows when to kill the client).
     pub hold_after_commit: u32,
     /// The next N successful `/query` or `/raw` requests commit, then answer HTTP 200 with a

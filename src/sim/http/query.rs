@@ -157,7 +157,8 @@ async fn run_sql(
     }
     if !spared && app.take_fault(|faults| &mut faults.hold_after_commit) {
         app.count_held();
-        // Never answers: the handler is dropped when the client goes away.
+        // Never answers: the request stays open until the server drops the connection (when
+        // it sees the client gone, or at the simulator's shutdown).
         std::future::pending::<()>().await;
     }
     if !spared && app.take_fault(|faults| &mut faults.garble_after_commit) {
