@@ -34,6 +34,7 @@ fn a_commit_whose_client_was_killed_before_the_answer_is_not_applied_twice() {
         );
         std::thread::yield_now();
     }
+    let killed = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -42,10 +43,22 @@ fn a_commit_whose_client_was_killed_before_the_answer_is_not_applied_twice() {
         "the held unit committed"
     );
     fixture.staging.set_faults(Faults::default());
+    fixture.staging.reset_stats();
 
     let rerun = fixture.run_ok(&["promote", "--to", "staging"], 0);
+    // The details, the read, the lock batch that finds the dead lease and the one that takes
+    // it over, the re-read, the bookmark, one unit (0003's only), release-and-verify.
+    let stats = fixture.staging.stats();
+    assert_eq!(
+        (stats.total, stats.by_endpoint.get("raw").copied()),
+        (8, Some(6)),
+        "{stats:?}"
+    );
     assert!(
-        rerun.stderr.contains("took over"),
+        rerun.stderr.contains("took over the lock of ")
+            && rerun.stderr.contains(&format!(
+                "(pid {killed} on this host, which no longer runs)"
+            )),
         "the dead process's lease is taken over: {}",
         rerun.stderr
     );
