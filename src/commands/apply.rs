@@ -23,6 +23,9 @@ struct ApplyReport<'a> {
     simulator: bool,
     dry_run: bool,
     applied: Vec<Applied>,
+    /// Applied migrations whose answer was lost and whose commit the ledger's re-read showed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recovered: Vec<String>,
     pending: Vec<PendingMigration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback_point: Option<crate::backend::RollbackPoint>,
@@ -119,6 +122,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
         simulator: env.is_simulated(),
         dry_run: args.dry_run,
         applied: Vec::new(),
+        recovered: Vec::new(),
         pending: pending_of(&set, &report.plan),
         rollback_point: report.point.clone(),
         failure: None,
@@ -167,6 +171,7 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
             if let Some(done) = &report.done {
                 context.report_applied(done, &env.name);
                 json.applied.clone_from(&done.applied);
+                json.recovered.clone_from(&done.recovered);
             }
             if let Some(failure) = &report.failure {
                 let wrote = report.may_have_written(&job);

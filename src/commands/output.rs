@@ -126,6 +126,16 @@ pub(crate) fn write_failure(
     };
     printer.message(&state);
     lines.push(state);
+    // A lost lease says nothing about the migration's text: the hint is about the lock.
+    let lease_hint;
+    let hint = if failure.kind == FailureKind::LeaseLost {
+        lease_hint = format!(
+            "the migration is not at fault: `d1ctl lock status {env}` shows who holds the lock now; run the command again once it is free"
+        );
+        &lease_hint
+    } else {
+        hint
+    };
     printer.message(&format!("\n{}: {hint}", printer.paint(Style::Cyan, "hint")));
     if let Some(rollback) = rollback {
         printer.message(&format!(

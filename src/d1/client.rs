@@ -62,7 +62,9 @@ impl D1Error {
     /// A write that ended this way may or may not have committed.
     fn may_have_committed(&self) -> bool {
         match self {
-            D1Error::Api { status, .. } | D1Error::Protocol { status, .. } => *status >= 500,
+            D1Error::Api { status, .. } => *status >= 500,
+            // An unreadable 2xx ran on the server: it may well have committed.
+            D1Error::Protocol { status, .. } => *status >= 500 || (200..300).contains(status),
             D1Error::Unreachable { .. } => true,
             _ => false,
         }
@@ -318,7 +320,9 @@ impl D1Client {
                 status: status.as_u16(),
                 excerpt: text.chars().take(200).collect(),
             };
-            return if status.is_server_error() {
+            // A 2xx means the server ran the request: an answer that cannot be read leaves
+            // its outcome unknown (a read may be sent again; a write's is found in the ledger).
+            return if status.is_server_error() || status.is_success() {
                 Attempt::Unknown(error)
             } else {
                 Attempt::Failed(error)

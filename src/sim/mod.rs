@@ -61,6 +61,18 @@ pub struct Faults {
     /// The next N successful `/query` or `/raw` requests commit, then the connection closes
     /// without a response.
     pub drop_after_commit: u32,
+    /// The next N successful `/query` or `/raw` requests commit, then never answer: the
+    /// response is held until the connection is dropped (each held request is counted in
+    /// [`Stats::held`], so a test knows when to kill the client).
+    pub hold_after_commit: u32,
+    /// The next N successful `/query` or `/raw` requests commit, then answer HTTP 200 with a
+    /// body that is not JSON (a proxy's or a truncated answer).
+    pub garble_after_commit: u32,
+    /// SQL run on the database, bypassing the API and the authorizer, right before the first
+    /// `/query` or `/raw` request that `skip_sql_requests` does not spare executes (then
+    /// cleared): another writer acting between two of a client's requests, e.g.
+    /// `UPDATE _d1ctl_lock SET holder = 'thief'` to take a lease over under a client.
+    pub interleave_sql: Option<String>,
     /// The next N Cloudflare-API requests answer 429 (code 971) with `Retry-After`.
     pub rate_limit_burst: u32,
     /// The `Retry-After` seconds of simulated 429 answers.
@@ -77,6 +89,9 @@ pub struct Faults {
 pub struct Stats {
     pub total: u64,
     pub by_endpoint: BTreeMap<String, u64>,
+    /// Requests committed and held without an answer (`Faults::hold_after_commit`).
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// Serves the simulator on an already-bound listener until `shutdown` resolves.

@@ -9,6 +9,8 @@ mod corpus;
 mod d1;
 mod drift;
 mod drizzle;
+mod engine;
+mod engine_recovery;
 mod export;
 mod files;
 mod init;

@@ -786,7 +786,7 @@ async fn stats_count_api_requests_only() {
         over_http,
         json!({"total": 5, "by_endpoint": {
             "query": 2, "raw": 1, "get_database": 1, "list_databases": 1
-        }})
+        }, "held": 0})
     );
     let stats = harness.sim.stats();
     assert_eq!(stats.total, 5);

@@ -31,6 +31,16 @@ impl App {
         }
     }
 
+    /// Takes the interleaved SQL of `Faults::interleave_sql`, once.
+    pub(super) fn take_interleave(&self) -> Option<String> {
+        lock(&self.faults).interleave_sql.take()
+    }
+
+    /// Counts a request held without an answer (`Faults::hold_after_commit`).
+    pub(super) fn count_held(&self) {
+        lock(&self.stats).held += 1;
+    }
+
     /// `Some(retry_after_secs)` when this request must be answered with 429.
     pub(super) fn rate_limited(&self) -> Option<u64> {
         let limit = {

@@ -137,6 +137,13 @@ async fn run_sql(
     if !spared && app.take_fault(|faults| &mut faults.fail_before_commit) {
         return Err(ApiError::internal("simulated failure before commit"));
     }
+    if !spared && let Some(sql) = app.take_interleave() {
+        let other = Arc::clone(&database);
+        tokio::task::spawn_blocking(move || other.execute_trusted(&sql))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|error| ApiError::internal(error.0))?;
+    }
     let outputs = tokio::task::spawn_blocking(move || database.execute(&entries))
         .await
         .map_err(ApiError::internal)?
@@ -147,6 +154,19 @@ async fn run_sql(
     if !spared && app.take_fault(|faults| &mut faults.drop_after_commit) {
         connection.cut();
         return Err(ApiError::internal("simulated dropped connection"));
+    }
+    if !spared && app.take_fault(|faults| &mut faults.hold_after_commit) {
+        app.count_held();
+        // Never answers: the request stays open until the server drops the connection (when
+        // it sees the client gone, or at the simulator's shutdown).
+        std::future::pending::<()>().await;
+    }
+    if !spared && app.take_fault(|faults| &mut faults.garble_after_commit) {
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from("{\"result\": [{\"results\": "))
+            .map_err(ApiError::internal);
     }
     Ok(if raw {
         respond(StatusCode::OK, raw_results(outputs))
