@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::cli::DriftArgs;
 use crate::cli::printer::Style;
-use crate::commands::{Context, ExitStatus, UserError, plural};
+use crate::commands::{Context, ExitStatus, UserError, plural, simulator_mark};
 use crate::core::ledger::{self, Ledgers, State};
 use crate::core::ledger_gap::{self, LedgerGap};
 use crate::core::migrations::{Migration, MigrationSet};
@@ -20,6 +20,8 @@ struct Side {
     /// How the side reads in a sentence.
     label: String,
     kind: &'static str,
+    /// An env served by the bundled simulator, not Cloudflare.
+    simulator: bool,
     /// Migrations this side has applied (ledger), or all of them for the folder.
     applied: Vec<String>,
     schema: Schema,
@@ -30,6 +32,7 @@ struct Side {
 struct SideReport<'a> {
     name: &'a str,
     kind: &'a str,
+    simulator: bool,
     applied: &'a [String],
     objects: String,
 }
@@ -222,6 +225,7 @@ fn side_report(side: &Side) -> SideReport<'_> {
     SideReport {
         name: &side.name,
         kind: side.kind,
+        simulator: side.simulator,
         applied: &side.applied,
         objects: side.schema.summary(),
     }
@@ -404,7 +408,7 @@ fn hint_sentence(set: &MigrationSet, lacking: &Lacking<'_>) -> String {
 }
 
 fn env_label(env: &Environment) -> String {
-    format!("`{}`", env.name)
+    format!("`{}`{}", env.name, simulator_mark(env))
 }
 
 async fn read_env(
@@ -436,6 +440,7 @@ async fn read_side(
             name: RESERVED_NAME.to_owned(),
             label: format!("the {} of the folder", plural(all.len(), "migration")),
             kind: "migrations",
+            simulator: false,
             applied: all.iter().map(|m| m.name.clone()).collect(),
             schema: Schema::build(&snapshot, &ignore)?,
             notes: Vec::new(),
@@ -452,6 +457,7 @@ async fn read_side(
         name: env.name.clone(),
         label: env_label(env),
         kind: "environment",
+        simulator: env.is_simulated(),
         applied,
         schema: Schema::build(&snapshot, &ignore)
             .with_context(|| format!("could not read the schema of `{}`", env.name))?,
@@ -511,6 +517,7 @@ async fn against_ledger_replay(
         name: env.name.clone(),
         label: env_label(env),
         kind: "environment",
+        simulator: env.is_simulated(),
         applied: applied.clone(),
         schema: Schema::build(&snapshot, ignore)
             .with_context(|| format!("could not read the schema of `{}`", env.name))?,
@@ -524,6 +531,7 @@ async fn against_ledger_replay(
             env.name
         ),
         kind: "replay",
+        simulator: false,
         applied,
         schema: Schema::build(&replay, ignore)?,
         notes,

@@ -152,6 +152,20 @@ fn every_output_of_a_simulated_env_says_so() {
     let lock_text = project.run_ok(&["lock", "status", "staging"], 0);
     assert_eq!(lock_text.stdout, "`staging` (simulator) is not locked\n");
 
+    let drift = project.run_ok(&["drift", "staging", "production"], 1);
+    assert!(
+        drift
+            .stdout
+            .contains("`staging` (simulator) (A) and `production` (simulator) (B)"),
+        "{}",
+        drift.stdout
+    );
+    let drift_json = project
+        .run_ok(&["drift", "local", "staging", "--format", "json"], 0)
+        .json();
+    assert_eq!(drift_json["a"]["simulator"], false, "{drift_json:#}");
+    assert_eq!(drift_json["b"]["simulator"], true, "{drift_json:#}");
+
     // A write to the protected simulated env: the warning once, the mark on the target line.
     let production = project.run_ok(&["promote", "--to", "production", "--yes"], 0);
     assert_eq!(warnings(&production), 1, "{}", production.stderr);
