@@ -155,6 +155,24 @@ impl MigrateJob<'_> {
     }
 }
 
+/// The migrations `state` records as applied, in folder order.
+fn recorded_in(set: &MigrationSet, state: &ledger::LedgerState) -> Vec<String> {
+    ledger::compare(set, state, set.layout)
+        .into_iter()
+        .filter(ledger::MigrationStatus::is_applied)
+        .map(|s| s.name)
+        .collect()
+}
+
+/// A difference for each planned migration the ledger does not record.
+fn unrecorded(pending: &[String], recorded: &[String]) -> Vec<String> {
+    pending
+        .iter()
+        .filter(|name| !recorded.contains(name))
+        .map(|name| format!("`{name}` is not recorded in the ledger"))
+        .collect()
+}
+
 /// Whether two reads of a target hold the same ledgers and schema (d1ctl's own bookkeeping
 /// tables, which the lock creates, aside).
 fn unchanged(before: &View, after: &View) -> bool {
@@ -341,32 +359,28 @@ impl Job for MigrateJob<'_> {
     ) -> Result<Verified, BackendError> {
         let mut statements = release;
         let offset = statements.len();
+        // `apply` verifies what its ledger records; how the schema compares with the replay of
+        // every migration is `drift ENV`'s question (it would make every apply replay the whole
+        // folder, and fail an apply over a database that drifted before it).
+        let Source::Rung(source) = &self.source else {
+            statements.extend(self.ledgers.read_statements_all());
+            let rows = backend.batch(&statements).await?;
+            let recorded = recorded_in(self.set, &self.ledgers.parse_read(&rows[offset..]));
+            return Ok(Verified {
+                against: "its ledger".to_owned(),
+                differences: unrecorded(&plan.pending, &recorded),
+                recorded,
+            });
+        };
         statements.push(schema::snapshot_statement());
         statements.extend(self.ledgers.read_statements_all());
         let rows = backend.batch(&statements).await?;
         let after = Snapshot::from_rows(&rows[offset]);
-        let state = self.ledgers.parse_read(&rows[offset + 1..]);
-        let recorded: Vec<String> = ledger::compare(self.set, &state, self.set.layout)
-            .into_iter()
-            .filter(ledger::MigrationStatus::is_applied)
-            .map(|s| s.name)
-            .collect();
+        let recorded = recorded_in(self.set, &self.ledgers.parse_read(&rows[offset + 1..]));
         let ignore = self.ledgers.ignored_tables();
-        let (against, expected) = match &self.source {
-            Source::Rung(source) => (source.name.clone(), source.snapshot.clone()),
-            Source::Folder => {
-                let applied: Vec<&Migration> = recorded
-                    .iter()
-                    .filter_map(|name| self.set.get(name))
-                    .collect();
-                (
-                    "the migrations it records".to_owned(),
-                    schema::replay(&applied).unwrap_or_default(),
-                )
-            }
-        };
+        let against = source.name.clone();
         let mut differences: Vec<String> = match (
-            Schema::build(&expected, &ignore),
+            Schema::build(&source.snapshot, &ignore),
             Schema::build(&after, &ignore),
         ) {
             (Ok(expected), Ok(actual)) => schema::diff(&expected, &actual)
@@ -375,11 +389,7 @@ impl Job for MigrateJob<'_> {
                 .collect(),
             (Err(error), _) | (_, Err(error)) => vec![format!("could not compare: {error}")],
         };
-        for name in &plan.pending {
-            if !recorded.contains(name) {
-                differences.push(format!("`{name}` is not recorded in the ledger"));
-            }
-        }
+        differences.extend(unrecorded(&plan.pending, &recorded));
         Ok(Verified {
             against,
             differences,
@@ -392,12 +402,7 @@ impl Job for MigrateJob<'_> {
     }
 
     async fn read_back(&self, backend: &dyn Backend) -> Result<AfterFailure, BackendError> {
-        let state = self.ledgers.read(backend).await?;
-        let applied = ledger::compare(self.set, &state, self.set.layout)
-            .into_iter()
-            .filter(ledger::MigrationStatus::is_applied)
-            .map(|s| s.name)
-            .collect();
+        let applied = recorded_in(self.set, &self.ledgers.read(backend).await?);
         let rows = backend
             .read(&[Statement::with_params(
                 "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' ORDER BY name",
