@@ -263,7 +263,8 @@ changed through a rebuild, D1001 a DROP whose ON DELETE CASCADE / SET NULL child
 (deferred or not, on D1), D1002 PRAGMA foreign_keys (ignored by D1), D1003 unpaired PRAGMA
 defer_foreign_keys, D1004 BEGIN/COMMIT/SAVEPOINT, D1005 ATTACH, D1006 statement over 100 KB,
 D1007 _cf_ names, D1008 PRAGMAs D1 refuses, D1009 a DROP that fails once children without an
-ON DELETE action hold rows, D1010 the same for RESTRICT children, LT001 migration fails;
+ON DELETE action hold rows, D1010 the same for RESTRICT children, D1011 other SQL D1's
+authorizer refuses, LT001 migration fails;
 with rows seeded into the shadow: DS105 rows or values lost that the migration does not name,
 DS106 rows left pointing at nothing, MF106 fails once tables hold rows, LT002 not checked with
 data.

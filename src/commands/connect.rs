@@ -88,7 +88,9 @@ impl Context {
         env: &Environment,
     ) -> anyhow::Result<Box<dyn Backend>> {
         match &env.target {
-            Target::Sqlite(target) => Ok(Box::new(SqliteBackend::new(&target.path))),
+            Target::Sqlite(target) => {
+                Ok(Box::new(SqliteBackend::new(&target.path, target.d1_rules)))
+            }
             Target::D1(_) => Ok(Box::new(self.d1_backend(registry, env)?)),
         }
     }

@@ -68,7 +68,11 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
         &tmp,
         &progress,
     );
-    let backend = SqliteBackend::new(&target_path);
+    let d1_rules = match &target_env.target {
+        Target::Sqlite(sqlite) => sqlite.d1_rules,
+        Target::D1(_) => true,
+    };
+    let backend = SqliteBackend::new(&target_path, d1_rules);
     let write_progress = WriteProgress::new(
         printer,
         &target_env.name,

@@ -20,6 +20,7 @@ use crate::core::lint::{self, waiver};
 use crate::core::migrations::Migration;
 use crate::core::schema::{self, Snapshot};
 use crate::core::sql::quote_identifier;
+use crate::d1::authorizer::D1Rules;
 
 /// d1ctl's scratch table for one unit: its start time and the counts the guard compares.
 pub const UNIT_STATE_TABLE: &str = "_d1ctl_unit_state";
@@ -252,8 +253,13 @@ pub fn row_change(words: &[String]) -> Option<RowChange> {
 /// Plans the guard of each unit (one or more migrations applied atomically), in order, by
 /// running the units on an empty copy of the target's schema.
 pub fn plan(snapshot: &Snapshot, units: &[Vec<&Migration>], ignore: &[&str]) -> Vec<UnitGuard> {
-    let mut shadow = match schema::shadow(snapshot) {
-        Ok(shadow) => shadow,
+    // D1's rules judge the units' statements here as everywhere migration text runs.
+    let shadowed = schema::shadow(snapshot).and_then(|mut shadow| {
+        let rules = D1Rules::install(&mut shadow)?;
+        Ok((shadow, rules))
+    });
+    let (mut shadow, rules) = match shadowed {
+        Ok(shadowed) => shadowed,
         Err(error) => {
             let reason = format!("the target's schema could not be copied in memory: {error}");
             return units
@@ -268,7 +274,7 @@ pub fn plan(snapshot: &Snapshot, units: &[Vec<&Migration>], ignore: &[&str]) -> 
     units
         .iter()
         .map(|unit| {
-            plan_unit(&mut shadow, unit, ignore).unwrap_or_else(|reason| UnitGuard {
+            plan_unit(&mut shadow, &rules, unit, ignore).unwrap_or_else(|reason| UnitGuard {
                 tables: Vec::new(),
                 unguarded: Some(reason),
             })
@@ -278,6 +284,7 @@ pub fn plan(snapshot: &Snapshot, units: &[Vec<&Migration>], ignore: &[&str]) -> 
 
 fn plan_unit(
     shadow: &mut Connection,
+    rules: &D1Rules,
     unit: &[&Migration],
     ignore: &[&str],
 ) -> Result<UnitGuard, String> {
@@ -345,10 +352,13 @@ fn plan_unit(
                     }
                 }
             }
-            // A statement that fails on the empty copy is left out; the shadow only has to
-            // say which tables exist at the end.
-            let _ =
-                crate::local::run_statement(&transaction, &Statement::new(statement.sql.clone()));
+            // A statement that fails on the empty copy (or that D1's rules refuse) is left out;
+            // the shadow only has to say which tables exist at the end.
+            let _ = crate::local::run_judged(
+                &transaction,
+                &Statement::new(statement.sql.clone()),
+                Some(rules),
+            );
         }
     }
     let end = lint::read_schema(&transaction, ignore).ok_or_else(unreadable)?;

@@ -2,7 +2,6 @@
 //! database already has what they make (it is untracked: schema there, not recorded) or the
 //! schema cannot tell (they make no schema, or the schema does not match their replay).
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::backend::Statement;
@@ -66,8 +65,8 @@ pub fn classify(
     // migration that makes schema comes at or before it.
     let mut matches_through: Option<usize> = None;
 
-    let mut connection = Connection::open_in_memory()?;
-    crate::local::configure(&connection)?;
+    // D1's rules judge the replay as they judge every replay of migration text.
+    let (mut connection, rules) = crate::local::open_in_memory_with_rules()?;
     let mut before = Schema::build(&Snapshot::read(&connection)?, ignore)?;
     for (index, migration) in set.migrations.iter().enumerate() {
         let statements: Vec<Statement> = migration
@@ -76,7 +75,7 @@ pub fn classify(
             .filter(|s| !crate::core::sql::is_transaction_control(&s.sql))
             .map(|s| Statement::new(s.sql.clone()))
             .collect();
-        if crate::local::run_batch(&mut connection, &statements).is_err() {
+        if crate::local::run_skipping_refused(&mut connection, &statements, &rules).is_err() {
             break;
         }
         let after = Schema::build(&Snapshot::read(&connection)?, ignore)?;
@@ -132,6 +131,7 @@ impl LedgerGap {
 mod tests {
     use super::*;
     use crate::core::migrations::{self, Layout};
+    use rusqlite::Connection;
 
     /// A wrangler folder of `files` and the schema of `sql` run on a fresh database.
     fn folder_and_schema(files: &[(&str, &str)], sql: &str) -> (MigrationSet, Schema) {

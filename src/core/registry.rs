@@ -91,6 +91,11 @@ pub struct SqliteTarget {
     pub path: PathBuf,
     /// Set when the file is wrangler's own local state for this database id.
     pub wrangler_database_id: Option<String>,
+    /// `d1_rules` (default true): the env's SQL is judged by D1's authorizer rules
+    /// (`d1::authorizer`), so it behaves as D1 would. `false` is for projects that are not on
+    /// D1 (libSQL, better-sqlite3): any PRAGMA or virtual table SQLite has. Lint's shadow, the
+    /// replays of drift and baseline, rehearsal copies and seeding keep D1's rules regardless.
+    pub d1_rules: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +219,7 @@ struct RawEnv {
     path: Option<Spanned<String>>,
     wrangler_database_id: Option<Spanned<String>>,
     wrangler_dir: Option<Spanned<String>>,
+    d1_rules: Option<Spanned<bool>>,
     account_id: Option<Spanned<String>>,
     database_id: Option<Spanned<String>>,
     database_name: Option<Spanned<String>>,
@@ -223,8 +229,7 @@ struct RawEnv {
     request_mode: Option<Spanned<String>>,
 }
 
-const SQLITE_KEYS: &str =
-    "backend, aliases, protected, before, after, path, wrangler_database_id, wrangler_dir";
+const SQLITE_KEYS: &str = "backend, aliases, protected, before, after, path, wrangler_database_id, wrangler_dir, d1_rules";
 const D1_KEYS: &str = "backend, aliases, protected, before, after, account_id, database_id, database_name, api_base_url, token_env, simulator, request_mode";
 
 struct Parser<'a> {
@@ -497,6 +502,11 @@ impl Parser<'_> {
                             raw.wrangler_dir.is_some(),
                             span_of(&raw.wrangler_dir),
                         ),
+                        (
+                            "d1_rules",
+                            raw.d1_rules.is_some(),
+                            raw.d1_rules.as_ref().map(Spanned::span),
+                        ),
                     ],
                     D1_KEYS,
                 )?;
@@ -609,6 +619,7 @@ impl Parser<'_> {
         name: &Spanned<String>,
         raw: &RawEnv,
     ) -> Result<SqliteTarget, ConfigError> {
+        let d1_rules = raw.d1_rules.as_ref().is_none_or(|rules| *rules.get_ref());
         match (&raw.path, &raw.wrangler_database_id) {
             (Some(path), None) => {
                 if let Some(dir) = &raw.wrangler_dir {
@@ -621,6 +632,7 @@ impl Parser<'_> {
                 Ok(SqliteTarget {
                     path: root.join(self.interpolate(path, "path")?),
                     wrangler_database_id: None,
+                    d1_rules,
                 })
             }
             (None, Some(id)) => {
@@ -632,6 +644,7 @@ impl Parser<'_> {
                 Ok(SqliteTarget {
                     path: wrangler_local_path(&dir, &id),
                     wrangler_database_id: Some(id),
+                    d1_rules,
                 })
             }
             (Some(path), Some(_)) => Err(self.error(

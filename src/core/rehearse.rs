@@ -26,6 +26,7 @@ use crate::core::migrations::Migration;
 use crate::core::promote::Gate;
 use crate::core::rows::{self, Counts, Loss};
 use crate::core::temp::TempFile;
+use crate::d1::authorizer::D1Rules;
 use crate::d1::dump::DumpOptions;
 use crate::local::dump::{LoadError, load, open_read_only};
 
@@ -312,7 +313,9 @@ pub async fn rehearse(
         connection
             .pragma_update(None, "synchronous", "OFF")
             .map_err(|e| work_error(e.to_string()))?;
-        let result = apply_and_compare(&mut connection, request, reporter);
+        // D1's rules, whatever the env's `d1_rules`: a rehearsal says what D1 would do.
+        let rules = D1Rules::install(&mut connection).map_err(|e| work_error(e.to_string()))?;
+        let result = apply_and_compare(&mut connection, &rules, request, reporter);
         // Closing is best effort: the file is removed next.
         let _ = connection.close();
         result.map_err(work_error)
@@ -463,6 +466,7 @@ struct Applied {
 
 fn apply_and_compare(
     connection: &mut Connection,
+    rules: &D1Rules,
     request: &Request<'_>,
     reporter: &dyn RehearsalReporter,
 ) -> Result<Applied, String> {
@@ -496,7 +500,7 @@ fn apply_and_compare(
             .flat_map(|m| m.statements.iter().map(|s| Statement::new(s.sql.clone())))
             .collect();
         let started = Instant::now();
-        let result = crate::local::run_batch(connection, &statements);
+        let result = crate::local::run_batch(connection, &statements, Some(rules));
         let elapsed = millis(started.elapsed());
         let unit_range = done..done + unit.len();
         match result {

@@ -23,6 +23,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use crate::core::sql::quote_identifier;
+use crate::d1::authorizer::D1Rules;
 use tables::TableShape;
 use trial::{Blame, Choices, MOST_ATTEMPTS_PER_ROW, Search, Slot, culprits, row_values};
 use values::{ColumnKind, Literals};
@@ -65,7 +66,16 @@ const ROLLBACK: &str = "ROLLBACK TO d1ctl_seed_row";
 /// autocommit mode; call it outside a transaction, so that a deferred foreign key that a row
 /// would break fails that row and not the caller's commit. It never panics and never gives up
 /// on every table because one cannot be seeded.
-pub fn seed(connection: &Connection, ignore: &[&str], rows_per_table: usize) -> SeedReport {
+///
+/// With `rules` (lint always passes them), each INSERT is judged by D1's rules: it runs the
+/// migrations' triggers, defaults and CHECKs, which are migration text. The savepoints around
+/// it are d1ctl's own.
+pub fn seed(
+    connection: &Connection,
+    rules: Option<&D1Rules>,
+    ignore: &[&str],
+    rows_per_table: usize,
+) -> SeedReport {
     let mut report = SeedReport::default();
     if rows_per_table == 0 {
         return report;
@@ -113,6 +123,7 @@ pub fn seed(connection: &Connection, ignore: &[&str], rows_per_table: usize) -> 
         .unwrap_or(true);
     let mut seeder = Seeder {
         connection,
+        rules,
         has_triggers,
         rows_per_table,
         existing,
@@ -245,6 +256,7 @@ fn cycle(pending: &[TableShape], start: usize, not_null_only: bool) -> Option<Ve
 
 struct Seeder<'a> {
     connection: &'a Connection,
+    rules: Option<&'a D1Rules>,
     /// Whether inserting into one table can fill another.
     has_triggers: bool,
     rows_per_table: usize,
@@ -482,7 +494,7 @@ impl Seeder<'_> {
             Ok(())
         };
         run(SAVEPOINT).map_err(|error| Failure::Statement(sqlite_message(&error)))?;
-        let inserted = match self.connection.prepare_cached(&sql) {
+        let insert = || match self.connection.prepare_cached(&sql) {
             Err(error) => Err(Failure::Statement(sqlite_message(&error))),
             Ok(mut statement) => {
                 match statement.execute(rusqlite::params_from_iter(values.iter().flatten())) {
@@ -494,6 +506,10 @@ impl Seeder<'_> {
                     Err(error) => Err(Failure::Row(sqlite_message(&error))),
                 }
             }
+        };
+        let inserted = match self.rules {
+            Some(rules) => rules.enforce(insert),
+            None => insert(),
         };
         // Releasing commits in autocommit mode, where a deferred foreign key is checked.
         let outcome =

@@ -16,6 +16,7 @@ pub fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    crate::d1::authorizer::harden(&connection)?;
     connection.busy_timeout(Duration::from_secs(5))?;
     Ok(connection)
 }

@@ -3,17 +3,18 @@
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, StatementStatus, ffi};
+use rusqlite::{Connection, OpenFlags, StatementStatus};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::d1::api::{QueryMeta, QueryTimings};
+use crate::d1::authorizer::D1Rules;
 use crate::d1::dump::{self, DumpError, DumpOptions};
-use crate::sim::authorizer::{self, AuthState, TRANSACTION_REFUSED};
+use crate::d1::sqlite_text::describe;
 use crate::sim::clock;
 use crate::sim::split::split_statements;
 
@@ -73,7 +74,7 @@ pub(crate) struct DatabaseFiles {
 
 struct Inner {
     connection: Connection,
-    auth: Arc<AuthState>,
+    rules: D1Rules,
     bookmarks: Vec<Bookmark>,
     files: DatabaseFiles,
 }
@@ -89,10 +90,6 @@ const RESET_PRAGMAS: &str = "PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=
     PRAGMA ignore_check_constraints=OFF; PRAGMA legacy_alter_table=OFF; \
     PRAGMA recursive_triggers=OFF; PRAGMA reverse_unordered_selects=OFF;";
 
-fn sqlite_text(error: &rusqlite::Error) -> String {
-    error.to_string()
-}
-
 impl Database {
     /// Opens (or creates) the database, with `_cf_METADATA` and a first bookmark.
     pub(crate) fn open(uuid: &str, files: DatabaseFiles) -> anyhow::Result<Self> {
@@ -100,12 +97,12 @@ impl Database {
             Some(path) => Connection::open(path)?,
             None => Connection::open_in_memory()?,
         };
+        crate::d1::authorizer::harden(&connection)?;
         connection.execute_batch(
             "PRAGMA foreign_keys=ON; \
              CREATE TABLE IF NOT EXISTS _cf_METADATA (key INTEGER PRIMARY KEY, value BLOB);",
         )?;
-        let auth = Arc::new(AuthState::default());
-        authorizer::install(&mut connection, Arc::clone(&auth))?;
+        let rules = D1Rules::install(&mut connection)?;
         fs_err::create_dir_all(&files.snapshots)?;
         let bookmarks = match &files.bookmarks {
             Some(path) if path.exists() => serde_json::from_str(&fs_err::read_to_string(path)?)?,
@@ -115,7 +112,7 @@ impl Database {
             uuid: uuid.to_owned(),
             inner: Mutex::new(Inner {
                 connection,
-                auth,
+                rules,
                 bookmarks,
                 files,
             }),
@@ -140,7 +137,6 @@ impl Database {
     /// changed.
     pub(crate) fn execute(&self, entries: &[QueryEntry]) -> Result<Vec<StatementOutput>, SqlError> {
         let mut inner = self.lock();
-        inner.auth.take_transaction_denied();
         inner
             .connection
             .execute_batch("BEGIN")
@@ -263,6 +259,7 @@ impl Database {
         {
             let source = Connection::open_with_flags(&snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .map_err(failed)?;
+            crate::d1::authorizer::harden(&source).map_err(failed)?;
             let backup =
                 rusqlite::backup::Backup::new(&source, &mut inner.connection).map_err(failed)?;
             backup
@@ -387,11 +384,7 @@ impl Inner {
     }
 
     fn fail(&self, error: &rusqlite::Error) -> SqlError {
-        if self.auth.take_transaction_denied() {
-            SqlError(TRANSACTION_REFUSED.to_owned())
-        } else {
-            SqlError(describe(error))
-        }
+        SqlError(self.rules.refusal(error).unwrap_or_else(|| describe(error)))
     }
 
     fn run_statement(
@@ -407,9 +400,7 @@ impl Inner {
             return Err(SqlError("too many SQL variables: SQLITE_ERROR".to_owned()));
         }
         let started = Instant::now();
-        self.auth.set_enforcing(true);
-        let prepared = self.connection.prepare(sql);
-        self.auth.set_enforcing(false);
+        let prepared = self.rules.enforce(|| self.connection.prepare(sql));
         let mut statement = prepared.map_err(|error| self.fail(&error))?;
         let expected = statement.parameter_count();
         if expected > MAX_PARAMETERS {
@@ -442,8 +433,7 @@ impl Inner {
         let changes_before = self.connection.total_changes();
 
         let mut rows_out = Vec::new();
-        self.auth.set_enforcing(true);
-        let stepped = (|| -> rusqlite::Result<()> {
+        let stepped = self.rules.enforce(|| -> rusqlite::Result<()> {
             let mut rows = statement.raw_query();
             while let Some(row) = rows.next()? {
                 rows_out.push(
@@ -453,8 +443,7 @@ impl Inner {
                 );
             }
             Ok(())
-        })();
-        self.auth.set_enforcing(false);
+        });
         stepped.map_err(|error| self.fail(&error))?;
 
         let changes = self.connection.total_changes() - changes_before;
@@ -535,80 +524,10 @@ pub(crate) fn bookmark_id(uuid: &str, millis: i64, sequence: u64) -> String {
     )
 }
 
-/// `<sqlite message>: SQLITE_<CODE>`, plus ` (extended: SQLITE_<EXTENDED>)` when SQLite gave a
-/// more precise code.
-pub(crate) fn describe(error: &rusqlite::Error) -> String {
-    let (failure, message) = match error {
-        rusqlite::Error::SqliteFailure(failure, message) => (failure, message.as_deref()),
-        rusqlite::Error::SqlInputError { error, msg, .. } => (error, Some(msg.as_str())),
-        other => return sqlite_text(other),
-    };
-    let message = message.unwrap_or_else(|| ffi::code_to_str(failure.extended_code));
-    let primary = failure.extended_code & 0xff;
-    let mut text = format!("{message}: {}", code_name(primary));
-    if failure.extended_code != primary {
-        text.push_str(&format!(
-            " (extended: {})",
-            code_name(failure.extended_code)
-        ));
-    }
-    text
-}
-
-fn code_name(code: i32) -> String {
-    let name = match code {
-        ffi::SQLITE_ERROR => "SQLITE_ERROR",
-        ffi::SQLITE_INTERNAL => "SQLITE_INTERNAL",
-        ffi::SQLITE_PERM => "SQLITE_PERM",
-        ffi::SQLITE_ABORT => "SQLITE_ABORT",
-        ffi::SQLITE_BUSY => "SQLITE_BUSY",
-        ffi::SQLITE_LOCKED => "SQLITE_LOCKED",
-        ffi::SQLITE_NOMEM => "SQLITE_NOMEM",
-        ffi::SQLITE_READONLY => "SQLITE_READONLY",
-        ffi::SQLITE_INTERRUPT => "SQLITE_INTERRUPT",
-        ffi::SQLITE_IOERR => "SQLITE_IOERR",
-        ffi::SQLITE_CORRUPT => "SQLITE_CORRUPT",
-        ffi::SQLITE_NOTFOUND => "SQLITE_NOTFOUND",
-        ffi::SQLITE_FULL => "SQLITE_FULL",
-        ffi::SQLITE_CANTOPEN => "SQLITE_CANTOPEN",
-        ffi::SQLITE_PROTOCOL => "SQLITE_PROTOCOL",
-        ffi::SQLITE_EMPTY => "SQLITE_EMPTY",
-        ffi::SQLITE_SCHEMA => "SQLITE_SCHEMA",
-        ffi::SQLITE_TOOBIG => "SQLITE_TOOBIG",
-        ffi::SQLITE_CONSTRAINT => "SQLITE_CONSTRAINT",
-        ffi::SQLITE_MISMATCH => "SQLITE_MISMATCH",
-        ffi::SQLITE_MISUSE => "SQLITE_MISUSE",
-        ffi::SQLITE_NOLFS => "SQLITE_NOLFS",
-        ffi::SQLITE_AUTH => "SQLITE_AUTH",
-        ffi::SQLITE_FORMAT => "SQLITE_FORMAT",
-        ffi::SQLITE_RANGE => "SQLITE_RANGE",
-        ffi::SQLITE_NOTADB => "SQLITE_NOTADB",
-        ffi::SQLITE_NOTICE => "SQLITE_NOTICE",
-        ffi::SQLITE_WARNING => "SQLITE_WARNING",
-        ffi::SQLITE_ERROR_MISSING_COLLSEQ => "SQLITE_ERROR_MISSING_COLLSEQ",
-        ffi::SQLITE_ERROR_RETRY => "SQLITE_ERROR_RETRY",
-        ffi::SQLITE_ERROR_SNAPSHOT => "SQLITE_ERROR_SNAPSHOT",
-        ffi::SQLITE_ABORT_ROLLBACK => "SQLITE_ABORT_ROLLBACK",
-        ffi::SQLITE_CONSTRAINT_CHECK => "SQLITE_CONSTRAINT_CHECK",
-        ffi::SQLITE_CONSTRAINT_COMMITHOOK => "SQLITE_CONSTRAINT_COMMITHOOK",
-        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => "SQLITE_CONSTRAINT_FOREIGNKEY",
-        ffi::SQLITE_CONSTRAINT_FUNCTION => "SQLITE_CONSTRAINT_FUNCTION",
-        ffi::SQLITE_CONSTRAINT_NOTNULL => "SQLITE_CONSTRAINT_NOTNULL",
-        ffi::SQLITE_CONSTRAINT_PRIMARYKEY => "SQLITE_CONSTRAINT_PRIMARYKEY",
-        ffi::SQLITE_CONSTRAINT_TRIGGER => "SQLITE_CONSTRAINT_TRIGGER",
-        ffi::SQLITE_CONSTRAINT_UNIQUE => "SQLITE_CONSTRAINT_UNIQUE",
-        ffi::SQLITE_CONSTRAINT_VTAB => "SQLITE_CONSTRAINT_VTAB",
-        ffi::SQLITE_CONSTRAINT_ROWID => "SQLITE_CONSTRAINT_ROWID",
-        ffi::SQLITE_CONSTRAINT_PINNED => "SQLITE_CONSTRAINT_PINNED",
-        ffi::SQLITE_CONSTRAINT_DATATYPE => "SQLITE_CONSTRAINT_DATATYPE",
-        other => return format!("SQLITE_{other}"),
-    };
-    name.to_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::d1::authorizer::TRANSACTION_REFUSED;
 
     fn memory_database() -> (Database, PathBuf) {
         let snapshots =
@@ -699,13 +618,14 @@ mod tests {
                 entry("ALTER TABLE t RENAME COLUMN b TO c"),
                 entry("ALTER TABLE t ADD COLUMN d TEXT DEFAULT 'x'"),
                 entry("ALTER TABLE t RENAME TO u"),
+                entry("ALTER TABLE u DROP COLUMN d"),
                 entry("PRAGMA table_info(u)"),
                 entry("PRAGMA defer_foreign_keys = on"),
                 entry("SELECT upper('a') AS x, json_object('k', 1) AS j"),
             ])
             .unwrap();
-        assert_eq!(outputs[4].rows.len(), 3);
-        assert_eq!(outputs[6].rows[0][0], Value::Text("A".to_owned()));
+        assert_eq!(outputs[5].rows.len(), 2);
+        assert_eq!(outputs[7].rows[0][0], Value::Text("A".to_owned()));
         let _ = fs_err::remove_dir_all(snapshots);
     }
 }

@@ -9,7 +9,6 @@
 //! Result values: INTEGER and REAL become JSON numbers, NULL `null`, TEXT a string and BLOB an
 //! array of byte values (`[1, 2, 255]`).
 
-mod authorizer;
 mod clock;
 mod conn;
 mod engine;

@@ -1,7 +1,7 @@
 //! Lease takeover: a live lease is taken over only when its holder is provably dead (same host,
 //! same boot, same pid namespace, pid gone or reused), never on a hostname alone.
 
-use crate::common::{Output, Project, rows};
+use crate::common::{LOCAL_ONLY, Output, Project, rows};
 
 /// The facts a lease records, as `d1ctl` run from this test process sees them (the binary is a
 /// child: same host, boot and pid namespace).
@@ -275,7 +275,9 @@ fn a_new_lease_records_the_holders_facts_in_the_old_table() {
     project.run_ok(&["lock", "release", "local", "--id", "other-holder"], 0);
     let db = project.db("local.sqlite");
     // A trigger keeps a copy of the promotion's lease row as it is taken (`_cf_` tables and the
-    // lock table's triggers are outside the compared schema).
+    // lock table's triggers are outside the compared schema). D1's rules refuse a write to a
+    // `_cf_` table, so this env opts out of them for the trick.
+    project.config(&format!("{LOCAL_ONLY}d1_rules = false\n"));
     db.execute_batch(
         "CREATE TABLE _cf_taken (host TEXT); CREATE TRIGGER keep_lease AFTER INSERT ON _d1ctl_lock BEGIN INSERT INTO _cf_taken VALUES (NEW.host); END;",
     )

@@ -2,6 +2,7 @@
 //! talks to the bundled simulator over real HTTP on 127.0.0.1.
 
 mod apply;
+mod authz;
 mod base_url;
 mod common;
 mod config;

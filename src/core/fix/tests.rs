@@ -61,7 +61,7 @@ fn database(schema_sql: &str, rows_sql: &str) -> Connection {
 }
 
 fn run(connection: &mut Connection, text: &str, layout: Layout) {
-    crate::local::run_batch(connection, &applied_statements(text, layout)).unwrap();
+    crate::local::run_batch(connection, &applied_statements(text, layout), None).unwrap();
 }
 
 fn fix(schema_sql: &str, text: &str, layout: Layout) -> Result<Fixed, FixError> {

@@ -9,6 +9,7 @@ use crate::backend::Statement;
 use crate::core::migrations::Layout;
 use crate::core::schema::{self, Schema, SchemaError, Snapshot};
 use crate::core::sql;
+use crate::d1::authorizer::D1Rules;
 
 /// The statements of `text` as d1ctl applies them.
 pub(super) fn applied_statements(text: &str, layout: Layout) -> Vec<Statement> {
@@ -24,10 +25,10 @@ pub(super) fn applied_statements(text: &str, layout: Layout) -> Vec<Statement> {
         .collect()
 }
 
-/// An in-memory database with `before`'s schema, foreign keys on as on D1.
-pub(super) fn shadow(before: &Snapshot) -> Result<Connection, FixError> {
-    let connection = Connection::open_in_memory()?;
-    crate::local::configure(&connection)?;
+/// An in-memory database with `before`'s schema, foreign keys on as on D1, and D1's rules
+/// installed to judge the migration's statements (not the schema rebuilt here, which is d1ctl's).
+pub(super) fn shadow(before: &Snapshot) -> Result<(Connection, D1Rules), FixError> {
+    let (connection, rules) = crate::local::open_in_memory_with_rules()?;
     connection.execute_batch("BEGIN")?;
     for object in &before.objects {
         let Some(sql) = &object.sql else { continue };
@@ -52,7 +53,7 @@ pub(super) fn shadow(before: &Snapshot) -> Result<Connection, FixError> {
             })?;
     }
     connection.execute_batch("COMMIT")?;
-    Ok(connection)
+    Ok((connection, rules))
 }
 
 /// The rewrite runs where the original runs, ends in the schema the original ends in, and
@@ -63,18 +64,24 @@ pub(super) fn verify(
     fixed: &str,
     layout: Layout,
 ) -> Result<(), FixError> {
-    let mut intended = shadow(before)?;
-    crate::local::run_batch(&mut intended, &applied_statements(original, layout)).map_err(
-        |error| FixError::OriginalFails {
-            message: error.to_string(),
-        },
-    )?;
-    let mut rewritten = shadow(before)?;
-    crate::local::run_batch(&mut rewritten, &applied_statements(fixed, layout)).map_err(
-        |error| FixError::Verification {
-            message: format!("it fails: {error}"),
-        },
-    )?;
+    let (mut intended, rules) = shadow(before)?;
+    crate::local::run_batch(
+        &mut intended,
+        &applied_statements(original, layout),
+        Some(&rules),
+    )
+    .map_err(|error| FixError::OriginalFails {
+        message: error.to_string(),
+    })?;
+    let (mut rewritten, rules) = shadow(before)?;
+    crate::local::run_batch(
+        &mut rewritten,
+        &applied_statements(fixed, layout),
+        Some(&rules),
+    )
+    .map_err(|error| FixError::Verification {
+        message: format!("it fails: {error}"),
+    })?;
     let dangling: i64 =
         rewritten.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
             row.get(0)

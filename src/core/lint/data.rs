@@ -17,6 +17,7 @@ use crate::core::guard::{self, RowChange};
 use crate::core::migrations::Migration;
 use crate::core::rows;
 use crate::core::{schema, seed};
+use crate::d1::authorizer::D1Rules;
 
 /// Rows given to every table of the copy.
 const ROWS_PER_TABLE: usize = 3;
@@ -26,30 +27,30 @@ const ROWS_PER_TABLE: usize = 3;
 /// (new, or emptied) are seeded again.
 pub(super) struct DataShadow {
     connection: Connection,
+    rules: D1Rules,
 }
 
 impl DataShadow {
     /// Copies `shadow`; `None` when SQLite cannot make the copy.
     pub(super) fn copy_of(shadow: &Connection) -> Option<Self> {
-        let mut connection = Connection::open_in_memory().ok()?;
+        let (mut connection, rules) = crate::local::open_in_memory_with_rules().ok()?;
         rusqlite::backup::Backup::new(shadow, &mut connection)
             .ok()?
             .run_to_completion(1024, Duration::ZERO, None)
             .ok()?;
-        crate::local::configure(&connection).ok()?;
-        Some(Self { connection })
+        Some(Self { connection, rules })
     }
 
     /// Runs a migration that is not linted, to stay in step; false when it failed here (the
     /// copy is then out of step and must be made again).
     pub(super) fn follow(&mut self, migration: &Migration, ignore: &[&str]) -> bool {
-        run_watched(&mut self.connection, migration, None, ignore).is_ok()
+        run_watched(&mut self.connection, &self.rules, migration, None, ignore).is_ok()
     }
 
     /// Seeds the empty tables, runs `migration` and says what rows revealed; the flag is false
     /// when the migration failed here (the copy is then out of step).
     pub(super) fn check(&mut self, migration: &Migration, ignore: &[&str]) -> (Vec<Finding>, bool) {
-        let report = seed::seed(&self.connection, ignore, ROWS_PER_TABLE);
+        let report = seed::seed(&self.connection, Some(&self.rules), ignore, ROWS_PER_TABLE);
         let Ok(before) = rows::count_all(&self.connection, ignore) else {
             return (Vec::new(), false);
         };
@@ -67,7 +68,9 @@ impl DataShadow {
                 )
             })
             .collect();
-        if let Err(failure) = run_watched(&mut self.connection, migration, None, ignore) {
+        if let Err(failure) =
+            run_watched(&mut self.connection, &self.rules, migration, None, ignore)
+        {
             found.push(finding(
                 "MF106",
                 migration,

@@ -21,6 +21,7 @@ use crate::backend::Statement;
 use crate::core::migrations::Migration;
 use crate::core::schema::{Change, Schema, Snapshot};
 use crate::core::sql;
+use crate::d1::authorizer::D1Rules;
 use cascade::CascadeWatch;
 use effects::effect_findings;
 use statements::statement_findings;
@@ -110,6 +111,11 @@ pub const RULES: &[(&str, Severity, &str)] = &[
     ),
     ("D1008", Severity::Error, "a PRAGMA D1 refuses"),
     (
+        "D1011",
+        Severity::Error,
+        "another statement D1's authorizer refuses",
+    ),
+    (
         "D1009",
         Severity::Error,
         "a DROP that fails once children without an ON DELETE action hold rows",
@@ -162,12 +168,10 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
     let mut findings = Vec::new();
     // The copy with rows, made when the first linted migration comes.
     let mut data: Option<data::DataShadow> = None;
-    let Ok(mut shadow) = Connection::open_in_memory() else {
+    // D1's rules judge every statement before it runs: what D1 refuses never runs here.
+    let Ok((mut shadow, rules)) = crate::local::open_in_memory_with_rules() else {
         return findings;
     };
-    if crate::local::configure(&shadow).is_err() {
-        return findings;
-    }
     for migration in all {
         let linted = targets.contains(&migration.name.as_str());
         let before = if linted {
@@ -179,7 +183,7 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
         if linted && data.is_none() {
             data = data::DataShadow::copy_of(&shadow);
         }
-        let applied = run_watched(&mut shadow, migration, watch.as_mut(), ignore);
+        let applied = run_watched(&mut shadow, &rules, migration, watch.as_mut(), ignore);
         if !linted {
             if applied.is_err() || data.as_mut().is_some_and(|d| !d.follow(migration, ignore)) {
                 data = None;
@@ -187,6 +191,9 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
             continue;
         }
         let mut found = statement_findings(migration);
+        if let Ok(refused) = &applied {
+            found.extend(refused_findings(migration, refused, &found));
+        }
         match (&applied, before) {
             (Err(failure), _) => {
                 data = None;
@@ -202,7 +209,7 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
                         .to_owned(),
                 ));
             }
-            (Ok(()), Some(before)) => {
+            (Ok(_), Some(before)) => {
                 if let Some(after) = read_schema(&shadow, ignore) {
                     if let Some(watch) = watch {
                         found.extend(watch.findings(migration, &after));
@@ -217,7 +224,7 @@ pub fn lint(all: &[Migration], targets: &[&str], ignore: &[&str]) -> Vec<Finding
                     }
                 }
             }
-            (Ok(()), None) => {
+            (Ok(_), None) => {
                 if data.as_mut().is_some_and(|d| !d.follow(migration, ignore)) {
                     data = None;
                 }
@@ -238,14 +245,25 @@ pub(crate) struct ShadowFailure {
     pub extended_code: Option<i32>,
 }
 
+/// A statement D1's rules refused on the shadow.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    pub index: usize,
+    /// D1's words for the refusal.
+    pub message: String,
+}
+
 /// Runs `migration` on `shadow` as one unit, a statement at a time so that `watch` sees the
-/// schema as it is before each statement; on failure nothing of it stays.
+/// schema as it is before each statement; on failure nothing of it stays. `rules` judge each
+/// statement: one they refuse never runs, and is skipped as transaction control is (the
+/// statement rules, or [`refused_findings`], report it) so the rest is still checked.
 fn run_watched(
     shadow: &mut Connection,
+    rules: &D1Rules,
     migration: &Migration,
     mut watch: Option<&mut CascadeWatch>,
     ignore: &[&str],
-) -> Result<(), ShadowFailure> {
+) -> Result<Vec<Refused>, ShadowFailure> {
     let failure = |index: Option<usize>, error: &rusqlite::Error| ShadowFailure {
         line: index
             .and_then(|i| migration.statements.get(i))
@@ -257,6 +275,7 @@ fn run_watched(
         },
     };
     let transaction = shadow.transaction().map_err(|e| failure(None, &e))?;
+    let mut refused = Vec::new();
     for (index, statement) in migration.statements.iter().enumerate() {
         // Transaction control is D1004's to report; the shadow runs the rest in its own unit.
         if sql::is_transaction_control(&statement.sql) {
@@ -265,10 +284,41 @@ fn run_watched(
         if let Some(watch) = watch.as_deref_mut() {
             watch.before(&transaction, index, statement, ignore);
         }
-        crate::local::run_statement(&transaction, &Statement::new(statement.sql.clone()))
-            .map_err(|e| failure(Some(index), &e))?;
+        let statement = Statement::new(statement.sql.clone());
+        match crate::local::run_judged(&transaction, &statement, Some(rules)) {
+            Ok(_) => {}
+            Err(error) => match rules.refusal(&error) {
+                Some(message) => refused.push(Refused { index, message }),
+                None => return Err(failure(Some(index), &error)),
+            },
+        }
     }
-    transaction.commit().map_err(|e| failure(None, &e))
+    transaction.commit().map_err(|e| failure(None, &e))?;
+    Ok(refused)
+}
+
+/// D1011 for each refused statement that no statement rule (D1004, D1005, D1007, D1008) has
+/// named already: D1 refuses it all the same (a blocked function, a temporary table, a virtual
+/// table of another module than FTS5).
+fn refused_findings(migration: &Migration, refused: &[Refused], found: &[Finding]) -> Vec<Finding> {
+    refused
+        .iter()
+        .filter_map(|refusal| {
+            let line = migration.statements.get(refusal.index).map(|s| s.line);
+            let named = found
+                .iter()
+                .any(|f| f.line == line && f.code.starts_with("D1"));
+            (!named).then(|| {
+                finding(
+                    "D1011",
+                    migration,
+                    line,
+                    format!("D1 refuses this statement: {}", refusal.message),
+                    "remove it; D1 runs only what its authorizer allows (no temporary objects, virtual tables only of FTS5, no blocked functions such as `sqlite_version()`)".to_owned(),
+                )
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn read_schema(connection: &Connection, ignore: &[&str]) -> Option<Schema> {

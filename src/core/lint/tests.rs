@@ -227,8 +227,15 @@ fn statement_rules_fire_and_stay_quiet() {
             "BEGIN;\nINSERT INTO t VALUES ('x');\nCOMMIT;\n",
             &["D1004", "D1004"],
         ),
-        // In memory: lint's shadow runs the statement, and a file name would leave a file behind.
         ("ATTACH DATABASE ':memory:' AS x;\n", &["D1005"]),
+        // D1's rules refuse it on the shadow, and no statement rule names it.
+        ("SELECT sqlite_version();\n", &["D1011"]),
+        ("CREATE TEMP TABLE scratch (x);\n", &["D1011"]),
+        (
+            "CREATE VIRTUAL TABLE places USING rtree(id, x0, x1);\n",
+            &["D1011"],
+        ),
+        ("CREATE VIRTUAL TABLE docs USING fts5(body);\n", &[]),
         (
             "PRAGMA defer_foreign_keys = on;\nINSERT INTO t VALUES ('x');\n",
             &["D1003"],
@@ -255,6 +262,25 @@ fn statement_rules_fire_and_stay_quiet() {
         .map(|(c, _)| c)
         .collect();
     assert_eq!(found, ["D1006"]);
+}
+
+#[test]
+fn the_shadow_refuses_attach_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.db");
+    let attach = format!(
+        "ATTACH 'file:{}?mode=rwc' AS u;\nCREATE TABLE t2 (a TEXT);\n",
+        file.display()
+    );
+    let found = codes(
+        &[
+            ("0001_a.sql", "CREATE TABLE t (a TEXT);\n"),
+            ("0002_b.sql", &attach),
+        ],
+        "0002_b.sql",
+    );
+    assert_eq!(found, [("D1005", false)]);
+    assert!(!file.exists(), "the shadow created {}", file.display());
 }
 
 #[test]

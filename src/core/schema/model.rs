@@ -88,6 +88,7 @@ impl Schema {
     /// Rebuilds `snapshot` in memory and reads it back; `ignore` names ledger tables.
     pub fn build(snapshot: &Snapshot, ignore: &[&str]) -> Result<Self, SchemaError> {
         let connection = Connection::open_in_memory()?;
+        crate::d1::authorizer::harden(&connection)?;
         let objects: Vec<&RawObject> = snapshot
             .objects
             .iter()

@@ -202,7 +202,7 @@ const CASES: &[Case] = &[
 fn seeds_every_kind_of_table() {
     for case in CASES {
         let connection = database(case.sql);
-        let report = seed(&connection, LEDGERS, 3);
+        let report = seed(&connection, None, LEDGERS, 3);
         assert_eq!(report.seeded, case.seeded, "{}: seeded", case.name);
         let reasons: Vec<(&str, &str)> = report
             .not_seeded
@@ -250,7 +250,7 @@ fn seeds_every_kind_of_table() {
 #[test]
 fn foreign_keys_point_at_real_rows_and_nullable_ones_are_filled() {
     let connection = database(CASES[0].sql);
-    seed(&connection, &[], 3);
+    seed(&connection, None, &[], 3);
     // Nullable keys get values too: that is what ON DELETE SET NULL would take away.
     for table in ["nulled", "plain"] {
         let sql = format!("SELECT count(parent_id) FROM {table}");
@@ -262,7 +262,7 @@ fn foreign_keys_point_at_real_rows_and_nullable_ones_are_filled() {
         3
     );
     let composite = database(CASES[1].sql);
-    seed(&composite, &[], 3);
+    seed(&composite, None, &[], 3);
     assert_eq!(
         count(
             &composite,
@@ -271,7 +271,7 @@ fn foreign_keys_point_at_real_rows_and_nullable_ones_are_filled() {
         3
     );
     let itself = database(CASES[2].sql);
-    seed(&itself, &[], 3);
+    seed(&itself, None, &[], 3);
     assert_eq!(count(&itself, "SELECT count(parent_id) FROM category"), 0);
     assert_eq!(
         count(&itself, "SELECT count(*) FROM node WHERE parent = id"),
@@ -282,7 +282,7 @@ fn foreign_keys_point_at_real_rows_and_nullable_ones_are_filled() {
 #[test]
 fn a_cascading_rebuild_shows_as_lost_rows() {
     let mut connection = database(CASES[0].sql);
-    let report = seed(&connection, &[], 3);
+    let report = seed(&connection, None, &[], 3);
     assert!(report.not_seeded.is_empty(), "{report:?}");
     let before = rows::count_all(&connection, &[]).unwrap();
     // The rebuild D1 runs with foreign keys on: RESTRICT and NO ACTION children must go first.
@@ -296,7 +296,7 @@ fn a_cascading_rebuild_shows_as_lost_rows() {
         "ALTER TABLE parent_new RENAME TO parent",
     ];
     let statements: Vec<Statement> = rebuild.iter().map(|s| Statement::new(*s)).collect();
-    crate::local::run_batch(&mut connection, &statements).unwrap();
+    crate::local::run_batch(&mut connection, &statements, None).unwrap();
     let after = rows::count_all(&connection, &[]).unwrap();
     let lost: Vec<String> = rows::losses(&before, &after)
         .iter()
@@ -319,7 +319,7 @@ fn tables_with_rows_are_kept_and_seeding_again_adds_nothing() {
          INSERT INTO country VALUES ('fr');
          CREATE TABLE city (id INTEGER PRIMARY KEY, country TEXT NOT NULL REFERENCES country(code));",
     );
-    let first = seed(&connection, &[], 3);
+    let first = seed(&connection, None, &[], 3);
     assert_eq!(first.kept, ["country"]);
     assert_eq!(first.seeded, ["city"]);
     assert_eq!(
@@ -329,7 +329,7 @@ fn tables_with_rows_are_kept_and_seeding_again_adds_nothing() {
         ),
         3
     );
-    let again = seed(&connection, &[], 3);
+    let again = seed(&connection, None, &[], 3);
     assert_eq!(again.kept, ["city", "country"]);
     assert!(
         again.seeded.is_empty() && again.not_seeded.is_empty(),
@@ -337,7 +337,7 @@ fn tables_with_rows_are_kept_and_seeding_again_adds_nothing() {
     );
     assert_eq!(count(&connection, "SELECT count(*) FROM city"), 3);
     assert_eq!(count(&connection, "SELECT count(*) FROM country"), 1);
-    assert!(seed(&connection, &[], 0) == SeedReport::default());
+    assert!(seed(&connection, None, &[], 0) == SeedReport::default());
 }
 
 #[test]
@@ -361,8 +361,8 @@ fn rows_are_the_same_every_time() {
     };
     for case in CASES {
         let (one, two) = (database(case.sql), database(case.sql));
-        seed(&one, &[], 3);
-        seed(&two, &[], 3);
+        seed(&one, None, &[], 3);
+        seed(&two, None, &[], 3);
         assert_eq!(dump(&one), dump(&two), "{}", case.name);
     }
 }

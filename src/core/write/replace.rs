@@ -362,7 +362,8 @@ fn finish_copy(path: &Path, record: &[Statement]) -> Result<(), String> {
         .map(Statement::new)
         .collect();
     statements.extend_from_slice(record);
-    crate::local::run_batch(&mut connection, &statements).map_err(|error| error.to_string())?;
+    crate::local::run_batch(&mut connection, &statements, None)
+        .map_err(|error| error.to_string())?;
     connection.close().map_err(|(_, error)| error.to_string())?;
     remove_side_files(path, &["-journal", "-wal", "-shm"]).map_err(|error| error.to_string())
 }
@@ -380,6 +381,7 @@ fn release_journal(target: &Path) -> Result<(), String> {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|error| error.to_string())?;
+        crate::d1::authorizer::harden(&connection).map_err(|error| error.to_string())?;
         connection
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(|error| error.to_string())?;

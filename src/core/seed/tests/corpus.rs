@@ -111,15 +111,15 @@ fn replay_corpus(corpus: &Path) -> Replay {
         crate::local::configure(&empty).unwrap();
         for migration in &migrations {
             let at = format!("{entry}/{}", migration.name);
-            let report = seed(&seeded, LEDGERS, 3);
+            let report = seed(&seeded, None, LEDGERS, 3);
             for (table, reason) in &report.not_seeded {
                 replay.not_seeded.push(format!("{at}: {table}: {reason}"));
             }
             let before = rows::count_all(&seeded, LEDGERS).unwrap();
             let statements = statements_of(migration);
-            crate::local::run_batch(&mut empty, &statements)
+            crate::local::run_batch(&mut empty, &statements, None)
                 .unwrap_or_else(|error| panic!("{at} fails on an empty database: {error}"));
-            match crate::local::run_batch(&mut seeded, &statements) {
+            match crate::local::run_batch(&mut seeded, &statements, None) {
                 Ok(_) => {
                     let after = rows::count_all(&seeded, LEDGERS).unwrap();
                     for loss in rows::losses(&before, &after) {
@@ -276,13 +276,13 @@ fn seeding_time() {
         let mut spent = std::time::Duration::ZERO;
         for (index, migration) in migrations.iter().enumerate() {
             let started = Instant::now();
-            let report = seed(&connection, LEDGERS, 3);
+            let report = seed(&connection, None, LEDGERS, 3);
             let took = started.elapsed();
             assert!(report.not_seeded.is_empty());
             tables_seeded += report.seeded.len();
             per_migration[index].push(took.as_secs_f64() * 1000.0);
             spent += took;
-            crate::local::run_batch(&mut connection, &statements_of(migration)).unwrap();
+            crate::local::run_batch(&mut connection, &statements_of(migration), None).unwrap();
         }
         spent
     });
@@ -300,7 +300,7 @@ fn seeding_time() {
     // Its final schema, every table empty.
     let mut final_schema = database("");
     for migration in &migrations {
-        crate::local::run_batch(&mut final_schema, &statements_of(migration)).unwrap();
+        crate::local::run_batch(&mut final_schema, &statements_of(migration), None).unwrap();
     }
     let schema: Vec<String> = final_schema
         .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")
@@ -313,7 +313,7 @@ fn seeding_time() {
     let cold = median_ms(RUNS, || {
         let connection = database(&schema);
         let started = Instant::now();
-        seed(&connection, LEDGERS, 3);
+        seed(&connection, None, LEDGERS, 3);
         started.elapsed()
     });
     report(&format!(
@@ -324,15 +324,15 @@ fn seeding_time() {
         let cold = median_ms(RUNS, || {
             let connection = database(&sql);
             let started = Instant::now();
-            let report = seed(&connection, &[], 3);
+            let report = seed(&connection, None, &[], 3);
             assert_eq!(report.seeded.len(), tables);
             started.elapsed()
         });
         let connection = database(&sql);
-        seed(&connection, &[], 3);
+        seed(&connection, None, &[], 3);
         let warm = median_ms(RUNS, || {
             let started = Instant::now();
-            seed(&connection, &[], 3);
+            seed(&connection, None, &[], 3);
             started.elapsed()
         });
         report(&format!(

@@ -1,16 +1,26 @@
-//! D1's SQL authorizer rules (d1-platform.md section 10): the PRAGMA allow-list, the reserved
-//! `_cf_` prefix, no attached or temporary objects, virtual tables only for FTS5, a few blocked
-//! functions, and no SQL-level transactions.
+//! D1's SQL authorizer rules (d1-platform.md section 10), in one place for every SQLite
+//! connection that runs migration text: the simulator's databases, local envs, lint's shadow,
+//! the replays of drift and baseline, rehearsal copies, seeding and `lint --fix`'s check.
+//!
+//! The rules: the PRAGMA allow-list, the reserved `_cf_` prefix, no attached or temporary
+//! objects (so no `ATTACH`, and no `VACUUM INTO`, which attaches its target), virtual tables
+//! only for FTS5, a few blocked functions, and no SQL-level transactions.
+//!
+//! They apply only while [`D1Rules::enforce`] runs: the statements of migration text (and what
+//! a backend is sent, which D1 would check too), never d1ctl's own transaction control, its
+//! backups or its reads of the schema through table-valued PRAGMAs. [`harden`] is what every
+//! connection gets besides, checked or not.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::d1::pragma::{PragmaArgument, allowed_pragma};
 
 /// workerd's message for a refused `BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT` or `RELEASE`.
-pub(crate) const TRANSACTION_REFUSED: &str = "To execute a transaction, please use the \
+pub const TRANSACTION_REFUSED: &str = "To execute a transaction, please use the \
     state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL \
     BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will \
     automatically roll back on exceptions, and because it interacts correctly with Durable \
@@ -18,7 +28,7 @@ pub(crate) const TRANSACTION_REFUSED: &str = "To execute a transaction, please u
 
 /// What the authorizer answers for one action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     Allow,
     Deny,
     /// Denied because it is transaction control; reported with [`TRANSACTION_REFUSED`].
@@ -37,7 +47,7 @@ const BLOCKED_FUNCTIONS: &[&str] = &[
 ];
 
 /// True for names D1 reserves: `_cf_` in any letter case.
-pub(crate) fn is_reserved_name(name: &str) -> bool {
+pub fn is_reserved_name(name: &str) -> bool {
     name.get(..4)
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case("_cf_"))
 }
@@ -85,7 +95,7 @@ fn pragma_allowed(pragma: &str, value: Option<&str>) -> bool {
 }
 
 /// The decision for one action of user SQL against database `database_name`.
-pub(crate) fn decide(action: &AuthAction<'_>, database_name: Option<&str>) -> Decision {
+pub fn decide(action: &AuthAction<'_>, database_name: Option<&str>) -> Decision {
     let allow_if = |allowed: bool| {
         if allowed {
             Decision::Allow
@@ -100,6 +110,15 @@ pub(crate) fn decide(action: &AuthAction<'_>, database_name: Option<&str>) -> De
         AuthAction::Transaction { .. } | AuthAction::Savepoint { .. }
     ) {
         return Decision::DenyTransaction;
+    }
+    if let AuthAction::AlterTable {
+        database_name,
+        table_name,
+    } = action
+    {
+        // SQLite passes ALTER TABLE's schema as the action's first argument and puts the column
+        // of `DROP COLUMN` where other actions have their schema.
+        return allow_if(database_name.eq_ignore_ascii_case("main") && name_ok(table_name));
     }
     match database_name {
         Some("temp") => {
@@ -121,7 +140,6 @@ pub(crate) fn decide(action: &AuthAction<'_>, database_name: Option<&str>) -> De
         | AuthAction::Delete { table_name }
         | AuthAction::DropTable { table_name }
         | AuthAction::Insert { table_name }
-        | AuthAction::AlterTable { table_name, .. }
         | AuthAction::Read { table_name, .. }
         | AuthAction::Update { table_name, .. } => allow_if(name_ok(table_name)),
         AuthAction::CreateView { view_name } | AuthAction::DropView { view_name } => {
@@ -170,43 +188,119 @@ pub(crate) fn decide(action: &AuthAction<'_>, database_name: Option<&str>) -> De
     }
 }
 
-/// Shared between a connection's authorizer callback and the code running statements on it.
+/// What the rules refused since the last look.
 #[derive(Debug, Default)]
-pub(crate) struct AuthState {
-    /// When false (the default), every action is allowed: the simulator's own statements.
+struct State {
+    /// When false (the default), every action is allowed: d1ctl's own statements.
     enforcing: AtomicBool,
-    /// Set when the authorizer refused transaction control since the last `take_transaction_denied`.
-    transaction_denied: AtomicBool,
+    refused: AtomicBool,
+    /// The refusal was of transaction control, which D1 words differently.
+    transaction_refused: AtomicBool,
 }
 
-impl AuthState {
-    pub(crate) fn set_enforcing(&self, enforcing: bool) {
-        self.enforcing.store(enforcing, Ordering::SeqCst);
-    }
-
-    pub(crate) fn take_transaction_denied(&self) -> bool {
-        self.transaction_denied.swap(false, Ordering::SeqCst)
-    }
+/// D1's rules installed on one connection: a handle to switch them on around the statements
+/// they judge, and to learn whether a failure was theirs.
+#[derive(Debug, Clone)]
+pub struct D1Rules {
+    state: Arc<State>,
 }
 
-/// Installs the D1 authorizer on `connection`, active only while `state` is enforcing.
-pub(crate) fn install(
-    connection: &mut rusqlite::Connection,
-    state: Arc<AuthState>,
-) -> rusqlite::Result<()> {
-    connection.authorizer(Some(move |context: AuthContext<'_>| {
-        if !state.enforcing.load(Ordering::SeqCst) {
-            return Authorization::Allow;
-        }
-        match decide(&context.action, context.database_name) {
-            Decision::Allow => Authorization::Allow,
-            Decision::Deny => Authorization::Deny,
-            Decision::DenyTransaction => {
-                state.transaction_denied.store(true, Ordering::SeqCst);
-                Authorization::Deny
+impl D1Rules {
+    /// Installs the authorizer on `connection`; it judges nothing until [`D1Rules::enforce`].
+    pub fn install(connection: &mut rusqlite::Connection) -> rusqlite::Result<Self> {
+        let state = Arc::new(State::default());
+        let hook_state = Arc::clone(&state);
+        connection.authorizer(Some(move |context: AuthContext<'_>| {
+            if !hook_state.enforcing.load(Ordering::SeqCst) {
+                return Authorization::Allow;
+            }
+            match decide(&context.action, context.database_name) {
+                Decision::Allow => Authorization::Allow,
+                Decision::Deny => {
+                    hook_state.refused.store(true, Ordering::SeqCst);
+                    Authorization::Deny
+                }
+                Decision::DenyTransaction => {
+                    hook_state.refused.store(true, Ordering::SeqCst);
+                    hook_state.transaction_refused.store(true, Ordering::SeqCst);
+                    Authorization::Deny
+                }
+            }
+        }))?;
+        Ok(Self { state })
+    }
+
+    /// Runs `work` (preparing and stepping statements to judge) with the rules on, and clears
+    /// what an earlier statement left, so [`D1Rules::refusal`] speaks of `work` only. SQLite
+    /// asks the authorizer while preparing, and again while stepping when a statement is
+    /// re-prepared or runs SQL of its own (`VACUUM INTO` attaches its target), so both belong
+    /// inside.
+    pub fn enforce<T>(&self, work: impl FnOnce() -> T) -> T {
+        /// Switches the rules off again however `work` ends.
+        struct Off<'a>(&'a State);
+        impl Drop for Off<'_> {
+            fn drop(&mut self) {
+                self.0.enforcing.store(false, Ordering::SeqCst);
             }
         }
-    }))
+        self.state.refused.store(false, Ordering::SeqCst);
+        self.state
+            .transaction_refused
+            .store(false, Ordering::SeqCst);
+        self.state.enforcing.store(true, Ordering::SeqCst);
+        let _off = Off(&self.state);
+        work()
+    }
+
+    /// Whether the rules refused something in the last [`D1Rules::enforce`].
+    pub fn refused(&self) -> bool {
+        self.state.refused.load(Ordering::SeqCst)
+    }
+
+    /// D1's words for `error` when the rules caused it: workerd's message for transaction
+    /// control, `<SQLite's message>: SQLITE_AUTH` (or the code SQLite gave) otherwise.
+    pub fn refusal(&self, error: &rusqlite::Error) -> Option<String> {
+        if self.state.transaction_refused.load(Ordering::SeqCst) {
+            Some(TRANSACTION_REFUSED.to_owned())
+        } else if self.refused() {
+            Some(crate::d1::sqlite_text::describe(error))
+        } else {
+            None
+        }
+    }
+}
+
+/// What every connection d1ctl opens gets, whether D1's rules judge it or not: SQLite's
+/// defensive mode (no `writable_schema`, no writes to shadow tables, no `journal_mode=OFF`),
+/// `ATTACH` unable to create or write a file, and extension loading off. So no SQL text can
+/// reach the file system beyond the database's own files.
+pub fn harden(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    // Without write access ATTACH cannot create a file either (SQLite's documentation);
+    // VACUUM INTO, d1ctl's own backup, sets both flags for itself.
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_ATTACH_WRITE, false)?;
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_ATTACH_CREATE, false)?;
+    disable_extension_loading(connection)
+}
+
+/// rusqlite offers no way to switch extension loading off (only, behind a feature this crate
+/// does not enable, to switch it on); SQLite's default is off, and this keeps it so whatever the
+/// build's default.
+fn disable_extension_loading(connection: &rusqlite::Connection) -> rusqlite::Result<()> {
+    #[expect(
+        unsafe_code,
+        reason = "sqlite3_enable_load_extension only sets a flag of a live connection"
+    )]
+    // SAFETY: the handle belongs to `connection`, which is open for the whole call.
+    let code = unsafe { rusqlite::ffi::sqlite3_enable_load_extension(connection.handle(), 0) };
+    if code == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            Some("could not switch extension loading off".to_owned()),
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -332,5 +426,25 @@ mod tests {
             column_name: "a",
         };
         assert_eq!(decide(&other_db, Some("aux")), Decision::Deny);
+    }
+
+    #[test]
+    fn drop_column_is_judged_by_its_schema_not_by_its_column() {
+        let drop_column = AuthAction::AlterTable {
+            database_name: "main",
+            table_name: "t",
+        };
+        // SQLite's fourth argument for `ALTER TABLE t DROP COLUMN b` is the column, `b`.
+        assert_eq!(decide(&drop_column, Some("b")), Decision::Allow);
+        let attached = AuthAction::AlterTable {
+            database_name: "aux",
+            table_name: "t",
+        };
+        assert_eq!(decide(&attached, None), Decision::Deny);
+        let reserved = AuthAction::AlterTable {
+            database_name: "main",
+            table_name: "_cf_KV",
+        };
+        assert_eq!(decide(&reserved, None), Decision::Deny);
     }
 }
