@@ -208,9 +208,10 @@ pub(crate) async fn apply(args: ApplyArgs, context: &Context) -> anyhow::Result<
                 ExitStatus::Failure
             } else {
                 // Written: the way back is printed whatever the verification says.
-                let rollback = report.point.as_ref().map(|point| {
-                    format!("d1ctl rollback {} --bookmark {}", env.name, point.point)
-                });
+                let rollback = report
+                    .point
+                    .as_ref()
+                    .map(|point| format!("d1ctl rollback {} --bookmark {}", env.name, point.point));
                 let status = match &report.verified {
                     Some(Ok(verified)) if verified.differences.is_empty() => {
                         if !printer.is_json() {
