@@ -113,8 +113,8 @@ impl MigrationError {
                 "save the file as UTF-8; D1 and wrangler read migrations as UTF-8 text".to_owned()
             }
             MigrationError::Unterminated { unterminated, .. } => format!(
-                "close it on line {} or later; SQLite would read the rest of the file into it",
-                unterminated.line
+                "close the {} that opens on line {}: as written, SQLite reads the rest of the file into it",
+                unterminated.opening, unterminated.line
             ),
             MigrationError::Empty { .. } => {
                 "write the migration's SQL into it, or delete the file".to_owned()
