@@ -13,7 +13,7 @@
 # c. Case a with an unclosed quote on line 1: d1ctl refuses it (exit 2) after one pass. (Every
 #    later quote then pairs with the wrong one; the quote left open is on the last line.)
 #
-# Needs: hyperfine, sqlite3. Nothing leaves the machine.
+# Needs: hyperfine, sqlite3, python3 (for the table). Nothing leaves the machine.
 set -euo pipefail
 
 D1CTL=${D1CTL:-target/release/d1ctl}
