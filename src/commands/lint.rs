@@ -270,12 +270,12 @@ async fn fix_files(
         }
         // The lint below reads the rewrite itself: from the file, or from memory on a dry run.
         if let Some(copy) = linted.iter_mut().find(|m| m.name == migration.name) {
-            let normalized = sql::normalize_line_endings(&fixed.text);
             copy.statements = if copy.drizzle.is_some() {
-                sql::split_drizzle_statements(&normalized)
+                sql::split_drizzle_statements(&fixed.text)
             } else {
-                sql::split_statements(&normalized, 1)
-            };
+                sql::split_statements(&fixed.text, 1)
+            }
+            .with_context(|| format!("the rewrite of `{}`", migration.name))?;
         }
     }
     if !args.dry_run {

@@ -82,6 +82,11 @@ pub enum MigrationError {
     },
     #[error("migration `{}` is not valid UTF-8 (first bad byte at offset {offset})", path.display())]
     NotUtf8 { path: PathBuf, offset: usize },
+    #[error("migration `{}` has an {unterminated}", path.display())]
+    Unterminated {
+        path: PathBuf,
+        unterminated: sql::Unterminated,
+    },
     #[error("migration `{}` is empty", path.display())]
     Empty { path: PathBuf },
     #[error("drizzle journal `{}` is not valid: {message}", path.display())]
@@ -107,6 +112,10 @@ impl MigrationError {
             MigrationError::NotUtf8 { .. } => {
                 "save the file as UTF-8; D1 and wrangler read migrations as UTF-8 text".to_owned()
             }
+            MigrationError::Unterminated { unterminated, .. } => format!(
+                "close the {} that opens on line {}: as written, SQLite reads the rest of the file into it",
+                unterminated.opening, unterminated.line
+            ),
             MigrationError::Empty { .. } => {
                 "write the migration's SQL into it, or delete the file".to_owned()
             }
@@ -313,16 +322,20 @@ fn read_migration(
         path: path.clone(),
         offset: error.valid_up_to(),
     })?;
-    let normalized = sql::normalize_line_endings(text);
+    // Statements are slices of the file as it is; only the checksum reads the LF copy.
     let statements = if drizzle.is_some() {
-        sql::split_drizzle_statements(&normalized)
+        sql::split_drizzle_statements(text)
     } else {
-        sql::split_statements(&normalized, 1)
-    };
+        sql::split_statements(text, 1)
+    }
+    .map_err(|unterminated| MigrationError::Unterminated {
+        path: path.clone(),
+        unterminated,
+    })?;
     Ok(Migration {
         name: name.to_owned(),
         sha256: sha256_hex(&bytes),
-        sha256_lf: sha256_hex(normalized.as_bytes()),
+        sha256_lf: sha256_hex(sql::normalize_line_endings(text).as_bytes()),
         size: bytes.len(),
         path,
         statements,

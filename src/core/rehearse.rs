@@ -584,7 +584,7 @@ mod tests {
             sha256: crate::core::migrations::sha256_hex(sql.as_bytes()),
             sha256_lf: String::new(),
             size: sql.len(),
-            statements: split_statements(sql, 1),
+            statements: split_statements(sql, 1).unwrap(),
             drizzle: None,
         }
     }

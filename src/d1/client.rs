@@ -186,9 +186,7 @@ impl D1Client {
                     params: s.params.iter().map(param_json).collect(),
                 }).collect::<Vec<_>>()
             }),
-            RequestMode::Sql => serde_json::json!({
-                "sql": statements.iter().map(inline_params).collect::<Vec<_>>().join(";\n"),
-            }),
+            RequestMode::Sql => serde_json::json!({ "sql": one_sql_text(statements)? }),
         };
         let result: Result<Vec<RawResult>, D1Error> = if write {
             self.send_write(&url, &body).await
@@ -523,6 +521,47 @@ fn param_json(value: &Value) -> serde_json::Value {
     }
 }
 
+/// The statements as one multi-statement `sql` text that the server splits back into exactly
+/// these statements: each is ended (a newline closes a trailing line comment, then `;` when it
+/// has none), and one that would still be open after that (an unterminated literal, quoted
+/// identifier or block comment, a trigger without `END;`) is refused, naming its index, before
+/// anything is sent: it would swallow the statements after it, d1ctl's ledger rows among them.
+fn one_sql_text(statements: &[Statement]) -> Result<String, BackendError> {
+    let mut text = String::new();
+    for (index, statement) in statements.iter().enumerate() {
+        let mut sql = inline_params(statement);
+        if !is_complete(&sql) {
+            sql.push_str("\n;");
+            if !is_complete(&sql) {
+                return Err(BackendError::Statement {
+                    index: Some(index),
+                    message: "the statement leaves a string literal, quoted identifier, block comment or trigger body open: with `request_mode = \"sql\"` it would swallow the statements after it, so nothing was sent".to_owned(),
+                    missing_table: None,
+                });
+            }
+        }
+        text.push_str(&sql);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Whether `sql` ends with a complete statement, by `sqlite3_complete`: the question D1's
+/// server asks where it splits. (`local::is_complete` asks it too, but `local` depends on `d1`.)
+fn is_complete(sql: &str) -> bool {
+    let Ok(text) = std::ffi::CString::new(sql) else {
+        // SQLite stops reading at a NUL: what follows could never end the statement.
+        return false;
+    };
+    #[expect(
+        unsafe_code,
+        reason = "sqlite3_complete only reads a NUL-terminated string"
+    )]
+    // SAFETY: `text` is a valid NUL-terminated C string that outlives the call.
+    let complete = unsafe { rusqlite::ffi::sqlite3_complete(text.as_ptr()) };
+    complete != 0
+}
+
 /// The statement with its `?` parameters written as SQL literals, for the multi-statement
 /// `sql` form (which has no per-statement parameters).
 pub fn inline_params(statement: &Statement) -> String {
@@ -688,6 +727,30 @@ mod tests {
             inline_params(&statement),
             "INSERT INTO t (a, b, c) VALUES ('it''s', '?', 3)"
         );
+    }
+
+    #[test]
+    fn one_sql_text_ends_every_statement() {
+        let statements = [
+            Statement::new("CREATE TABLE a (t);"),
+            Statement::new("INSERT INTO a VALUES ('x\r\ny') -- no semicolon"),
+            Statement::with_params("INSERT INTO l VALUES (?)", vec![Value::from("0001.sql")]),
+        ];
+        assert_eq!(
+            one_sql_text(&statements).unwrap(),
+            "CREATE TABLE a (t);\nINSERT INTO a VALUES ('x\r\ny') -- no semicolon\n;\nINSERT INTO l VALUES ('0001.sql')\n;\n"
+        );
+        for open in [
+            "SELECT 'a",
+            "SELECT 1 /* a",
+            "CREATE TRIGGER t AFTER INSERT ON a BEGIN SELECT 1;",
+        ] {
+            let statements = [Statement::new("SELECT 1;"), Statement::new(open)];
+            let Err(BackendError::Statement { index, .. }) = one_sql_text(&statements) else {
+                panic!("{open} was accepted");
+            };
+            assert_eq!(index, Some(1));
+        }
     }
 
     #[test]

@@ -661,3 +661,78 @@ async fn plain_http_is_refused_off_loopback() {
     .expect("refused");
     assert!(error.to_string().contains("only for loopback"), "{error}");
 }
+
+/// Hex of every value of `t` in table `a`, in insertion order: bytes, not their rendering.
+const LITERAL_BYTES: &str = "SELECT hex(t) FROM a ORDER BY rowid";
+
+#[test]
+fn a_crlf_file_stores_its_literals_byte_for_byte_on_both_backends() {
+    let remote = remote();
+    remote.project.migration(
+        "0003_crlf.sql",
+        "CREATE TABLE a (t TEXT);\r\n\
+         INSERT INTO a(t) VALUES('l1\r\nl2');\r\n\
+         INSERT INTO a(t) VALUES('lone\rcr');\r\n\
+         CREATE TRIGGER a_copy AFTER INSERT ON a WHEN NEW.t = 'go' BEGIN\r\n  INSERT INTO a(t) VALUES('t1\r\nt2');\r\nEND;\r\n\
+         INSERT INTO a(t) VALUES('go');\r\n",
+    );
+    let expected: Vec<String> = ["l1\r\nl2", "lone\rcr", "go", "t1\r\nt2"]
+        .iter()
+        .map(|text| hex_upper(text.as_bytes()))
+        .collect();
+    remote.run_ok(&["apply", "local"], 0);
+    let local = crate::common::rows(&remote.project.db("local.sqlite"), LITERAL_BYTES);
+    remote.run_ok(&["apply", "staging"], 0);
+    assert_eq!(local, expected);
+    assert_eq!(remote.rows(STAGING, LITERAL_BYTES), expected);
+    // The checksums are the file's: both ledgers agree with the folder.
+    let status = remote.run_ok(&["status", "local", "staging"], 0);
+    assert!(!status.stdout.contains("checksum"), "{}", status.stdout);
+}
+
+#[test]
+fn in_sql_request_mode_a_last_line_comment_cannot_swallow_the_ledger_rows() {
+    let remote = remote();
+    remote.project.config(&config("request_mode = \"sql\"\n"));
+    remote.project.migration(
+        "0003_tail.sql",
+        "CREATE TABLE tail (x);\nINSERT INTO tail VALUES (1) -- the last statement has no `;`",
+    );
+    remote.run_ok(&["apply", "staging"], 0);
+    assert_eq!(remote.rows(STAGING, "SELECT x FROM tail"), ["1"]);
+    assert_eq!(
+        remote.rows(STAGING, "SELECT name FROM d1_migrations ORDER BY id"),
+        ["0001_users.sql", "0002_posts.sql", "0003_tail.sql"]
+    );
+    assert_eq!(
+        remote.rows(
+            STAGING,
+            "SELECT name, statements FROM _d1ctl_migrations ORDER BY name"
+        ),
+        ["0001_users.sql|1", "0002_posts.sql|2", "0003_tail.sql|2"]
+    );
+}
+
+#[test]
+fn an_unterminated_literal_is_refused_with_its_line_before_anything_is_sent() {
+    let remote = remote();
+    remote.project.config(&config("request_mode = \"sql\"\n"));
+    remote.project.migration(
+        "0003_open.sql",
+        "CREATE TABLE open (x);\r\nINSERT INTO open VALUES ('it''s;\r\n);\r\n",
+    );
+    remote.sim.reset_stats();
+    let output = remote.run_ok(&["apply", "staging"], 2);
+    assert!(
+        output
+            .stderr
+            .contains("0003_open.sql` has an unterminated string literal (`'`) starting on line 2"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(remote.requests(), 0, "{:?}", remote.sim.stats());
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    hex::encode_upper(bytes)
+}

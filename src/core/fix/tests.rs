@@ -262,7 +262,7 @@ fn a_drizzle_rebuild_is_rewritten_with_breakpoints_and_keeps_its_rows() {
     // drizzle's migrator runs chunk by chunk: each inserted statement is a chunk of its own.
     for chunk in fixed.text.split(sql::DRIZZLE_BREAKPOINT) {
         assert!(
-            sql::split_statements(chunk, 1).len() <= 1,
+            sql::split_statements(chunk, 1).unwrap().len() <= 1,
             "two statements in one chunk: {chunk:?}"
         );
     }
@@ -418,7 +418,10 @@ fn a_drizzle_rebuild_that_ends_the_file_gets_a_breakpoint_before_the_renames() {
     only_inserts(&migration, &fixed.text);
     assert!(fixed.text.ends_with("RENAME TO `users`;--> statement-breakpoint\n-- d1ctl lint --fix: the copies take the place of the originals, with their indexes, triggers and views\nALTER TABLE `posts_next` RENAME TO `posts`;--> statement-breakpoint\nCREATE INDEX `posts_user_idx` ON `posts` (`user_id`);\n"));
     for chunk in fixed.text.split(sql::DRIZZLE_BREAKPOINT) {
-        assert!(sql::split_statements(chunk, 1).len() <= 1, "{chunk:?}");
+        assert!(
+            sql::split_statements(chunk, 1).unwrap().len() <= 1,
+            "{chunk:?}"
+        );
     }
     let mut rewritten = database(
         DRIZZLE_BEFORE,

@@ -13,46 +13,18 @@ pub(super) struct Span {
     pub(super) end: usize,
 }
 
-/// The statements of `text` as d1ctl splits them (see `sql::split_statements`), located in the
-/// raw text rather than in its LF-normalised copy, so insertions land between the right bytes.
+/// The statements of `text` as d1ctl splits them (see `sql::locate_statements`), located in the
+/// raw text, so insertions land between the right bytes.
 pub(super) fn statement_spans(text: &str, drizzle: bool) -> Vec<Span> {
-    let body_start = if text.starts_with('\u{feff}') { 3 } else { 0 };
-    let body = &text[body_start..];
-    let mut spans = Vec::new();
-    let mut chunk_start = body_start;
-    let chunks: Vec<&str> = if drizzle {
-        body.split(DRIZZLE_BREAKPOINT).collect()
-    } else {
-        vec![body]
-    };
-    for chunk in chunks {
-        let mut start = 0;
-        for (index, byte) in chunk.bytes().enumerate() {
-            if byte == b';' && sql::is_complete(&chunk[start..=index]) {
-                push_span(&mut spans, chunk, chunk_start, start, index + 1);
-                start = index + 1;
-            }
-        }
-        push_span(&mut spans, chunk, chunk_start, start, chunk.len());
-        chunk_start += chunk.len() + DRIZZLE_BREAKPOINT.len();
-    }
-    spans
-}
-
-fn push_span(spans: &mut Vec<Span>, chunk: &str, base: usize, start: usize, end: usize) {
-    let fragment = &chunk[start..end];
-    let Some(offset) = sql::first_token_offset(fragment) else {
-        return;
-    };
-    let statement = fragment[offset..].trim_end();
-    if statement == ";" {
-        return;
-    }
-    let first = base + start + offset;
-    spans.push(Span {
-        start: first,
-        end: first + statement.len(),
-    });
+    // Leniently: text after an unterminated literal is one last statement, as SQLite would see.
+    sql::locate_statements(text, drizzle)
+        .statements
+        .iter()
+        .map(|located| Span {
+            start: located.start,
+            end: located.end,
+        })
+        .collect()
 }
 
 /// How a token was written.

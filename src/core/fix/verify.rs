@@ -13,15 +13,14 @@ use crate::d1::authorizer::D1Rules;
 
 /// The statements of `text` as d1ctl applies them.
 pub(super) fn applied_statements(text: &str, layout: Layout) -> Vec<Statement> {
-    let normalized = sql::normalize_line_endings(text);
-    let statements = match layout {
-        Layout::Drizzle => sql::split_drizzle_statements(&normalized),
-        Layout::Wrangler => sql::split_statements(&normalized, 1),
-    };
-    statements
-        .into_iter()
-        .filter(|s| !sql::is_transaction_control(&s.sql))
-        .map(|s| Statement::new(s.sql))
+    // Leniently: a rewrite of a file that loaded closes everything it opens.
+    let split = sql::locate_statements(text, layout == Layout::Drizzle);
+    split
+        .statements
+        .iter()
+        .map(|located| &text[located.start..located.end])
+        .filter(|statement| !sql::is_transaction_control(statement))
+        .map(Statement::new)
         .collect()
 }
 
