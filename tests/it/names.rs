@@ -1,0 +1,88 @@
+//! Identity and names: env names that would share credential variables, migration names outside
+//! `new`'s alphabet, files skipped beside the migrations, a local `path` into a missing folder,
+//! an empty ladder or registry. Each refusal exits 2 with a hint and writes nothing.
+
+use crate::common::{Output, Project};
+
+/// Runs `args` on `project`, checking exit 2, a hint, empty stdout and that no file appeared.
+fn refused(project: &Project, args: &[&str]) -> Output {
+    let before = project.files();
+    let output = project.run_ok(args, 2);
+    assert_eq!(
+        project.files(),
+        before,
+        "nothing may be written by {args:?}"
+    );
+    assert!(
+        output.stderr.contains("\nhint: "),
+        "no hint in:\n{}",
+        output.stderr
+    );
+    assert_eq!(output.stdout, "");
+    output
+}
+
+fn with_config(config: &str) -> Project {
+    let project = Project::new();
+    project.migration("0001_a.sql", "CREATE TABLE a (x);\n");
+    project.config(config);
+    project
+}
+
+#[test]
+fn env_names_differing_only_by_case_are_refused() {
+    let project = with_config(
+        "[env.prod]\nbackend = \"sqlite\"\npath = \"a.sqlite\"\n\n[env.Prod]\nbackend = \"sqlite\"\npath = \"b.sqlite\"\n",
+    );
+    let output = refused(&project, &["status"]);
+    insta::assert_snapshot!(output.stderr, @"
+    error: environments.toml:5:6: envs `prod` (line 1) and `Prod` (line 5) differ only by case or `-`/`_`; both would use the variable `CLOUDFLARE_D1_TOKEN_PROD`
+
+    hint: rename one of them: env names must stay distinct when upper-cased with `-` read as `_`, so each env has its own credentials (`CLOUDFLARE_D1_TOKEN_PROD`)
+    ");
+}
+
+#[test]
+fn env_names_differing_only_by_dash_and_underscore_are_refused() {
+    let project = with_config(
+        "[project]\nladder = [\"stg-eu\"]\n\n[env.stg-eu]\nbackend = \"sqlite\"\npath = \"a.sqlite\"\n\n[env.stg_eu]\nbackend = \"sqlite\"\npath = \"b.sqlite\"\n",
+    );
+    let output = refused(&project, &["apply", "stg-eu"]);
+    assert!(
+        output.stderr.starts_with(
+            "error: environments.toml:8:6: envs `stg-eu` (line 4) and `stg_eu` (line 8)"
+        ),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("CLOUDFLARE_D1_TOKEN_STG_EU"));
+}
+
+#[test]
+fn an_empty_ladder_is_refused() {
+    let project = with_config(
+        "[project]\nladder = []\n\n[env.local]\nbackend = \"sqlite\"\npath = \"local.sqlite\"\n",
+    );
+    let output = refused(&project, &["status"]);
+    insta::assert_snapshot!(output.stderr, @r#"
+    error: environments.toml:2:10: `ladder` is empty
+
+    hint: list the environments in promotion order, e.g. `ladder = ["local"]`, or leave `ladder` out to use every env in file order
+    "#);
+}
+
+#[test]
+fn a_registry_without_envs_is_refused() {
+    for config in ["", "[project]\nmigrations_dir = \"migrations\"\n"] {
+        let project = with_config(config);
+        let output = refused(&project, &["status"]);
+        assert!(
+            output
+                .stderr
+                .starts_with("error: environments.toml: no environments"),
+            "{}",
+            output.stderr
+        );
+        assert!(output.stderr.contains("d1ctl init"), "{}", output.stderr);
+    }
+}
