@@ -59,6 +59,28 @@ fn env_names_differing_only_by_dash_and_underscore_are_refused() {
 }
 
 #[test]
+fn new_refuses_names_outside_its_alphabet() {
+    let project = Project::new();
+    for name in ["$(id)", "a-b", "x;y", "ü", "../up", ""] {
+        let output = refused(&project, &["new", name]);
+        assert!(
+            output
+                .stderr
+                .contains("hint: use only ASCII letters, digits and `_`"),
+            "{name:?}: {}",
+            output.stderr
+        );
+    }
+    assert!(
+        !project.files().iter().any(|f| f.starts_with("migrations/")),
+        "{:?}",
+        project.files()
+    );
+    let output = project.run_ok(&["new", "Add_users2.sql"], 0);
+    assert_eq!(output.stdout, "migrations/0001_Add_users2.sql\n");
+}
+
+#[test]
 fn an_empty_ladder_is_refused() {
     let project = with_config(
         "[project]\nladder = []\n\n[env.local]\nbackend = \"sqlite\"\npath = \"local.sqlite\"\n",
