@@ -135,6 +135,15 @@ impl Context {
         for warning in &set.warnings {
             self.printer.warning(warning);
         }
+        for file in &set.skipped {
+            let shown = display_path(&set.dir.join(&file.name));
+            match &file.typo {
+                Some(why) => self.printer.warning(&format!("skipped `{shown}`: {why}")),
+                None => self.printer.detail(&format!(
+                    "skipped `{shown}`: not a migration (only `*.sql` files are)"
+                )),
+            }
+        }
         self.printer.detail(&format!(
             "{} {} migrations in `{}`",
             set.migrations.len(),

@@ -80,6 +80,57 @@ fn new_refuses_names_outside_its_alphabet() {
     assert_eq!(output.stdout, "migrations/0001_Add_users2.sql\n");
 }
 
+/// A folder with a migration and files beside it that are not loaded.
+fn with_look_alikes() -> Project {
+    let project = Project::new();
+    project
+        .migration("0001_a.sql", "CREATE TABLE a (x);\n")
+        .migration("0002_up.SQL", "CREATE TABLE b (x);\n")
+        .migration("0003_x.sql.bak", "CREATE TABLE c (x);\n")
+        .migration("0004_add_users", "CREATE TABLE d (x);\n")
+        .migration("0005_notes.txt", "notes\n")
+        .migration("README.md", "# migrations\n");
+    project
+}
+
+#[test]
+fn skipped_look_alikes_warn_when_they_look_like_typos() {
+    let project = with_look_alikes();
+    let output = project.run_ok(&["status", "local"], 0);
+    let warnings: Vec<&str> = output
+        .stderr
+        .lines()
+        .filter(|line| line.contains("skipped"))
+        .collect();
+    insta::assert_snapshot!(warnings.join("\n"), @"
+    warning: skipped `migrations/0002_up.SQL`: its extension is not lower-case `.sql`, which is all wrangler and d1ctl read; rename it `0002_up.sql` if it is a migration
+    warning: skipped `migrations/0004_add_users`: it has a migration number but no `.sql` extension; rename it `0004_add_users.sql` if it is a migration
+    ");
+}
+
+#[test]
+fn skipped_look_alikes_are_listed_under_verbose() {
+    let project = with_look_alikes();
+    let output = project.run_ok(&["-v", "status", "local"], 0);
+    for name in [
+        "0002_up.SQL",
+        "0003_x.sql.bak",
+        "0004_add_users",
+        "0005_notes.txt",
+    ] {
+        assert!(
+            output
+                .stderr
+                .contains(&format!("skipped `migrations/{name}`")),
+            "{name} not listed:\n{}",
+            output.stderr
+        );
+    }
+    assert!(!output.stderr.contains("README.md"), "{}", output.stderr);
+    assert!(output.stdout.contains("0001_a.sql"), "{}", output.stdout);
+    assert!(!output.stdout.contains("0002_up"), "{}", output.stdout);
+}
+
 #[test]
 fn an_empty_ladder_is_refused() {
     let project = with_config(
