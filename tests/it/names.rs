@@ -131,6 +131,88 @@ fn skipped_look_alikes_are_listed_under_verbose() {
     assert!(!output.stdout.contains("0002_up"), "{}", output.stdout);
 }
 
+const MISSING_FOLDER: &str = "[project]\nladder = [\"local\"]\n\n[env.local]\nbackend = \"sqlite\"\npath = \"data/local.sqlite\"\n";
+
+#[test]
+fn a_path_into_a_missing_folder_is_an_error_for_reads() {
+    let project = with_config(MISSING_FOLDER);
+    for args in [
+        &["status", "local"][..],
+        &["drift", "local", "migrations"],
+        &["plan", "--to", "local"],
+        &["checklist", "--to", "local"],
+        &["lint", "--to", "local"],
+        &["export", "local"],
+        &["lock", "status", "local"],
+        &["apply", "local", "--dry-run"],
+    ] {
+        let output = refused(&project, args);
+        assert!(
+            output.stderr.contains(
+                "env `local`: the folder `data` of its `path` does not exist (environments.toml:4:6)"
+            ),
+            "{args:?}:\n{}",
+            output.stderr
+        );
+        assert!(output.stderr.contains("`d1ctl apply local` creates it"));
+    }
+    assert!(!project.path("data").exists());
+}
+
+#[test]
+fn a_missing_file_in_an_existing_folder_reads_as_nothing_applied() {
+    let project = with_config(MISSING_FOLDER);
+    fs_err::create_dir_all(project.path("data")).unwrap();
+    let output = project.run_ok(&["status", "local"], 0);
+    assert!(output.stdout.contains("pending"), "{}", output.stdout);
+    assert!(!project.path("data/local.sqlite").exists());
+}
+
+#[test]
+fn apply_creates_the_missing_folder_and_says_so() {
+    let project = with_config(MISSING_FOLDER);
+    let output = project.run_ok(&["apply", "local"], 0);
+    assert!(
+        output
+            .stderr
+            .contains("created folder `data` for env `local`"),
+        "{}",
+        output.stderr
+    );
+    assert!(project.path("data/local.sqlite").is_file());
+    project.run_ok(&["status", "local"], 0);
+}
+
+#[test]
+fn baseline_creates_the_missing_folder_and_says_so() {
+    let project = with_config(MISSING_FOLDER);
+    // A migration whose replay is an empty schema, which the new empty file matches.
+    project.migration("0001_a.sql", "CREATE TABLE a (x);\nDROP TABLE a;\n");
+    let output = project.run_ok(&["baseline", "local", "--yes"], 0);
+    assert!(
+        output
+            .stderr
+            .contains("created folder `data` for env `local`"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn promote_creates_the_missing_folder_and_dry_run_does_not() {
+    let project = with_config(MISSING_FOLDER);
+    refused(&project, &["promote", "--to", "local", "--dry-run"]);
+    let output = project.run_ok(&["promote", "--to", "local", "--yes"], 0);
+    assert!(
+        output
+            .stderr
+            .contains("created folder `data` for env `local`"),
+        "{}",
+        output.stderr
+    );
+    assert!(project.path("data/local.sqlite").is_file());
+}
+
 #[test]
 fn an_empty_ladder_is_refused() {
     let project = with_config(
