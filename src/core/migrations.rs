@@ -353,7 +353,12 @@ fn skipped_file(name: &str) -> Option<SkippedFile> {
     }
     let lower = name.to_ascii_lowercase();
     let numbered = leading_number(name).is_some();
-    let typo = if lower.ends_with(".sql") {
+    #[expect(
+        clippy::case_sensitive_file_extension_comparisons,
+        reason = "`lower` is already lower-cased: this is the case-insensitive match"
+    )]
+    let wrong_case = lower.ends_with(".sql");
+    let typo = if wrong_case {
         let stem = &name[..name.len() - ".sql".len()];
         Some(format!(
             "its extension is not lower-case `.sql`, which is all wrangler and d1ctl read; rename it `{stem}.sql` if it is a migration"
