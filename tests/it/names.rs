@@ -214,6 +214,35 @@ fn promote_creates_the_missing_folder_and_dry_run_does_not() {
 }
 
 #[test]
+fn pull_creates_the_missing_folder_of_its_target_and_says_so() {
+    let project = with_config(
+        "[project]\nladder = [\"local\", \"dev\"]\n\n[env.local]\nbackend = \"sqlite\"\npath = \"data/local.sqlite\"\n\n[env.dev]\nbackend = \"d1\"\nsimulator = true\ndatabase_name = \"names-dev\"\ndatabase_id = \"6f1c2a3e-1b2c-4d5e-8f90-0123456789ab\"\n",
+    );
+    project.run_ok(&["apply", "dev"], 0);
+    let output = project.run_ok(&["pull", "dev", "--into", "local", "--yes"], 0);
+    assert!(
+        output
+            .stderr
+            .contains("created folder `data` for env `local`"),
+        "{}",
+        output.stderr
+    );
+    assert!(project.path("data/local.sqlite").is_file());
+}
+
+#[test]
+fn folders_d1ctl_and_wrangler_own_read_as_empty_until_written() {
+    let project = with_config(
+        "[env.local]\nbackend = \"sqlite\"\npath = \".d1ctl/local.sqlite\"\n\n[env.wrangler]\nbackend = \"sqlite\"\nwrangler_database_id = \"6f1c2a3e-1b2c-4d5e-8f90-0123456789ab\"\n",
+    );
+    let before = project.files();
+    let output = project.run_ok(&["status"], 0);
+    assert!(output.stdout.contains("pending"), "{}", output.stdout);
+    assert_eq!(project.files(), before);
+    assert!(!project.path(".d1ctl").exists());
+}
+
+#[test]
 fn an_empty_ladder_is_refused() {
     let project = with_config(
         "[project]\nladder = []\n\n[env.local]\nbackend = \"sqlite\"\npath = \"local.sqlite\"\n",
