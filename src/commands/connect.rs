@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::backend::Backend;
-use crate::commands::{Context, UserError, display_path};
+use crate::commands::{Context, FolderCreation, UserError, display_path};
 use crate::core::registry::{ConfigError, D1Target, Environment, Registry, Target};
 use crate::credentials::{self, KeyringStore, ProcessEnvironment, Secret};
 use crate::d1::client::{D1Backend, D1Client, D1Config, DEFAULT_BASE_URL};
@@ -89,10 +89,64 @@ impl Context {
     ) -> anyhow::Result<Box<dyn Backend>> {
         match &env.target {
             Target::Sqlite(target) => {
+                self.local_folder(registry, env, &target.path)?;
                 Ok(Box::new(SqliteBackend::new(&target.path, target.d1_rules)))
             }
             Target::D1(_) => Ok(Box::new(self.d1_backend(registry, env)?)),
         }
+    }
+
+    /// Makes sure the folder of a local env's `path` exists: a command that writes to `env`
+    /// creates it and says so; any other command refuses, since reading a file in a folder
+    /// that does not exist would report "nothing applied" for what is most likely a wrong path.
+    /// (A missing file in an existing folder is a database nothing was applied to yet.)
+    ///
+    /// Folders that d1ctl or wrangler own are exempt: wrangler's local state
+    /// (`wrangler_database_id`) appears once `wrangler dev` has run, and `.d1ctl/` is d1ctl's own
+    /// working folder; before that they read as empty, as they always have.
+    pub(crate) fn local_folder(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+        path: &Path,
+    ) -> anyhow::Result<()> {
+        let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+            return Ok(());
+        };
+        let owned = matches!(&env.target, Target::Sqlite(target) if target.wrangler_database_id.is_some())
+            || path.starts_with(registry.root.join(".d1ctl"));
+        if owned || folder.is_dir() {
+            return Ok(());
+        }
+        let creates = match &self.creates_folders {
+            FolderCreation::Never => false,
+            FolderCreation::Any => true,
+            FolderCreation::For(name) => {
+                env.name == *name || env.aliases.iter().any(|alias| alias == name)
+            }
+        };
+        if !creates {
+            return Err(UserError::new(
+                format!(
+                    "env `{}`: the folder `{}` of its `path` does not exist ({})",
+                    env.name,
+                    display_path(folder),
+                    display_path(Path::new(&env.declared_at))
+                ),
+                format!(
+                    "fix `path` in environments.toml, or create the folder; `d1ctl apply {}` creates it",
+                    env.name
+                ),
+            )
+            .into());
+        }
+        fs_err::create_dir_all(folder)?;
+        self.printer.message(&format!(
+            "created folder `{}` for env `{}`",
+            display_path(folder),
+            env.name
+        ));
+        Ok(())
     }
 
     /// The D1 client of a `d1` env: the bundled simulator's, or Cloudflare's with the env's

@@ -149,6 +149,8 @@ impl Context {
     ) -> anyhow::Result<Source<'a>> {
         match &env.target {
             Target::Sqlite(target) => {
+                // A source is only read: a missing folder is its own, clearer mistake.
+                self.local_folder(registry, env, &target.path)?;
                 if !target.path.is_file() {
                     return Err(UserError::new(
                         format!(

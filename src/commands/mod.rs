@@ -95,6 +95,18 @@ pub(crate) struct Context {
     warned_simulated: AtomicBool,
     /// Protected envs whose redirected API the user confirmed in this command.
     redirects_confirmed: Mutex<Vec<String>>,
+    /// Which local envs this command may create a missing `path` folder for: only commands
+    /// that write (and not their `--dry-run`); for the others a missing folder is an error.
+    creates_folders: FolderCreation,
+}
+
+/// See [`Context::creates_folders`].
+pub(crate) enum FolderCreation {
+    Never,
+    /// The env named (or aliased) so on the command line.
+    For(String),
+    /// Any env (`promote --cascade` writes several rungs).
+    Any,
 }
 
 impl Context {
@@ -134,6 +146,15 @@ impl Context {
         let set = migrations::load(&registry.project.migrations_dir, registry.project.layout)?;
         for warning in &set.warnings {
             self.printer.warning(warning);
+        }
+        for file in &set.skipped {
+            let shown = display_path(&set.dir.join(&file.name));
+            match &file.typo {
+                Some(why) => self.printer.warning(&format!("skipped `{shown}`: {why}")),
+                None => self.printer.detail(&format!(
+                    "skipped `{shown}`: not a migration (only `*.sql` files are)"
+                )),
+            }
         }
         self.printer.detail(&format!(
             "{} {} migrations in `{}`",
@@ -178,7 +199,16 @@ pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
         }
         None => cli.global.yes,
     };
+    let creates_folders = match &cli.command {
+        Command::Apply(args) if !args.dry_run => FolderCreation::For(args.environment.clone()),
+        Command::Baseline(args) => FolderCreation::For(args.environment.clone()),
+        Command::Pull(args) => FolderCreation::For(args.into.clone()),
+        Command::Promote(args) if !args.dry_run && args.cascade => FolderCreation::Any,
+        Command::Promote(args) if !args.dry_run => FolderCreation::For(args.to.clone()),
+        _ => FolderCreation::Never,
+    };
     let context = Context {
+        creates_folders,
         printer,
         config: cli.global.config,
         simulator: OnceLock::new(),

@@ -14,11 +14,18 @@ struct Created {
 }
 
 pub(crate) fn new(args: &NewArgs, context: &Context) -> anyhow::Result<ExitStatus> {
+    // The name becomes part of a file name and is shown in shells and CI logs: only the
+    // alphabet the hint states (spaces become `_` as wrangler does; `.sql` at the end is dropped).
     let name = args.name.trim();
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+    let name = name.strip_suffix(".sql").unwrap_or(name);
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | ' '))
+    {
         return Err(UserError::new(
             format!("`{}` cannot name a migration", args.name),
-            "use words with letters, digits and `_`, e.g. `d1ctl new add_users`",
+            "use only ASCII letters, digits and `_` (a space becomes `_`), e.g. `d1ctl new add_users`",
         )
         .into());
     }
@@ -39,7 +46,7 @@ pub(crate) fn new(args: &NewArgs, context: &Context) -> anyhow::Result<ExitStatu
         )
         .into());
     }
-    let file_name = migrations::next_migration_name(&set.migrations, name.trim_end_matches(".sql"));
+    let file_name = migrations::next_migration_name(&set.migrations, name);
     let path = dir.join(&file_name);
     let number = file_name.split('_').next().unwrap_or_default();
     // wrangler's header line: `-- Migration number: NNNN` TAB ISO-8601 time.

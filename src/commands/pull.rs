@@ -72,6 +72,7 @@ pub(crate) async fn pull(args: PullArgs, context: &Context) -> anyhow::Result<Ex
         Target::Sqlite(sqlite) => sqlite.d1_rules,
         Target::D1(_) => true,
     };
+    context.local_folder(&registry, target_env, &target_path)?;
     let backend = SqliteBackend::new(&target_path, d1_rules);
     let write_progress = WriteProgress::new(
         printer,

@@ -58,6 +58,17 @@ pub struct MigrationSet {
     pub migrations: Vec<Migration>,
     /// Things a user would want to know that do not stop the set from being used.
     pub warnings: Vec<String>,
+    /// Files of the folder that look like migrations but are not loaded, in name order.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// A file beside the migrations that is not one: `0004_up.SQL`, `0005_x.sql.bak`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    pub name: String,
+    /// Set when the name looks like a migration misnamed (a typo) rather than one put aside:
+    /// why, and what to rename it to.
+    pub typo: Option<String>,
 }
 
 impl MigrationSet {
@@ -187,6 +198,7 @@ fn load_wrangler(dir: &Path) -> Result<MigrationSet, MigrationError> {
         dir: dir.to_path_buf(),
         migrations,
         warnings,
+        skipped: skipped_files(dir)?,
     })
 }
 
@@ -273,6 +285,7 @@ fn load_drizzle(dir: &Path) -> Result<MigrationSet, MigrationError> {
         dir: dir.to_path_buf(),
         migrations,
         warnings,
+        skipped: skipped_files(dir)?,
     })
 }
 
@@ -303,6 +316,79 @@ fn sql_file_names(dir: &Path) -> Result<Vec<String>, MigrationError> {
         }
     }
     Ok(names)
+}
+
+/// Files of the folder (top level, no dot-files) that look like migrations — a leading number,
+/// or `.sql` in the name in any case — but that `*.sql` does not match.
+fn skipped_files(dir: &Path) -> Result<Vec<SkippedFile>, MigrationError> {
+    let io_error = |source| MigrationError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut skipped = Vec::new();
+    for entry in fs_err::read_dir(dir).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if name.starts_with('.') || !entry.file_type().map_err(io_error)?.is_file() {
+            continue;
+        }
+        if let Some(file) = skipped_file(&name) {
+            skipped.push(file);
+        }
+    }
+    skipped.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(skipped)
+}
+
+/// Whether `name` is a look-alike that is not loaded, and whether it looks like a typo.
+fn skipped_file(name: &str) -> Option<SkippedFile> {
+    #[expect(
+        clippy::case_sensitive_file_extension_comparisons,
+        reason = "the case-sensitive match is what wrangler loads"
+    )]
+    if name.ends_with(".sql") {
+        return None;
+    }
+    let lower = name.to_ascii_lowercase();
+    let numbered = leading_number(name).is_some();
+    #[expect(
+        clippy::case_sensitive_file_extension_comparisons,
+        reason = "`lower` is already lower-cased: this is the case-insensitive match"
+    )]
+    let wrong_case = lower.ends_with(".sql");
+    let typo = if wrong_case {
+        let stem = &name[..name.len() - ".sql".len()];
+        Some(format!(
+            "its extension is not lower-case `.sql`, which is all wrangler and d1ctl read; rename it `{stem}.sql` if it is a migration"
+        ))
+    } else if lower.contains(".sql") {
+        // `0005_x.sql.bak`, `0005_x.sql~`: put aside on purpose, most likely.
+        None
+    } else if numbered && !name.contains('.') {
+        Some(format!(
+            "it has a migration number but no `.sql` extension; rename it `{name}.sql` if it is a migration"
+        ))
+    } else if numbered {
+        // `0006_x.txt`, `0006_x.md`: listed as skipped; a near miss of `.sql` is a typo.
+        let (stem, extension) = name.rsplit_once('.').unwrap_or((name, ""));
+        matches!(
+            extension.to_ascii_lowercase().as_str(),
+            "sq" | "sqll" | "slq" | "qsl" | "sl" | "ql"
+        )
+        .then(|| {
+            format!(
+                "it has a migration number but the extension `.{extension}`; rename it `{stem}.sql` if it is a migration"
+            )
+        })
+    } else {
+        return None;
+    };
+    Some(SkippedFile {
+        name: name.to_owned(),
+        typo,
+    })
 }
 
 fn read_migration(

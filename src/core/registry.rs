@@ -133,7 +133,28 @@ impl Registry {
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let parser = Parser { path, text, lookup };
+        let parser = Parser {
+            path,
+            text,
+            lookup,
+            require_envs: true,
+        };
+        parser.parse()
+    }
+
+    /// [`Registry::parse`] for a file `d1ctl init` is about to fill in: one without any env yet
+    /// (an empty file) is accepted, every other mistake is not.
+    pub fn parse_before_init(
+        path: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let parser = Parser {
+            path,
+            text,
+            lookup,
+            require_envs: false,
+        };
         parser.parse()
     }
 
@@ -236,6 +257,8 @@ struct Parser<'a> {
     path: &'a Path,
     text: &'a str,
     lookup: &'a dyn Fn(&str) -> Option<String>,
+    /// Whether a file without any `[env.NAME]` table is a mistake (it is, except for `init`).
+    require_envs: bool,
 }
 
 impl Parser<'_> {
@@ -285,8 +308,31 @@ impl Parser<'_> {
 
         let mut environments: Vec<Environment> = Vec::new();
         let mut taken: Vec<(String, Range<usize>)> = Vec::new();
+        // Env names as the per-env credential variables spell them (`CLOUDFLARE_D1_TOKEN_<ENV>`):
+        // two envs that spell the same there would share one token variable.
+        let mut variable_forms: Vec<(String, String, Range<usize>)> = Vec::new();
         for (name, env) in &raw.env {
             let environment = self.environment(&root, name, env)?;
+            let form = crate::credentials::env_suffix(name.get_ref());
+            if let Some((other, _, first)) =
+                variable_forms.iter().find(|(_, taken, _)| *taken == form)
+            {
+                let (first_line, _) = line_column(self.text, first.start);
+                let (line, _) = line_column(self.text, name.span().start);
+                return Err(self.error(
+                    Some(name.span()),
+                    format!(
+                        "envs `{other}` (line {first_line}) and `{}` (line {line}) differ only by case or `-`/`_`; both would use the variable `{}_{form}`",
+                        name.get_ref(),
+                        crate::credentials::TOKEN_VARIABLE
+                    ),
+                    format!(
+                        "rename one of them: env names must stay distinct when upper-cased with `-` read as `_`, so each env has its own credentials (`{}_{form}`)",
+                        crate::credentials::TOKEN_VARIABLE
+                    ),
+                ));
+            }
+            variable_forms.push((name.get_ref().clone(), form, name.span()));
             for (label, span) in std::iter::once((name.get_ref().clone(), name.span())).chain(
                 env.get_ref()
                     .aliases
@@ -313,7 +359,28 @@ impl Parser<'_> {
             environments.push(environment);
         }
 
+        if environments.is_empty() && self.require_envs {
+            return Err(self.error(
+                None,
+                "no environments: the file has no `[env.NAME]` table".to_owned(),
+                "run `d1ctl init` to write them from wrangler's config, or add one, e.g. `[env.local]` with `backend = \"sqlite\"` and `path = \"local.sqlite\"`",
+            ));
+        }
         let ladder = match &project.ladder {
+            Some(ladder) if ladder.get_ref().is_empty() => {
+                return Err(self.error(
+                    Some(ladder.span()),
+                    "`ladder` is empty".to_owned(),
+                    format!(
+                        "list the environments in promotion order, e.g. `ladder = [{}]`, or leave `ladder` out to use every env in file order",
+                        environments
+                            .iter()
+                            .map(|e| format!("\"{}\"", e.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             Some(ladder) => {
                 let mut names: Vec<String> = Vec::new();
                 for rung in ladder.get_ref() {

@@ -217,12 +217,13 @@ pub fn run(
     let created = existing.is_none();
     let mut document = match &existing {
         Some(text) => {
-            Registry::parse(&output, text, &|_| Some(VALIDATION_PLACEHOLDER.to_owned())).map_err(
-                |source| InitError::InvalidExisting {
-                    path: shown(&output),
-                    source,
-                },
-            )?;
+            Registry::parse_before_init(&output, text, &|_| {
+                Some(VALIDATION_PLACEHOLDER.to_owned())
+            })
+            .map_err(|source| InitError::InvalidExisting {
+                path: shown(&output),
+                source,
+            })?;
             text.parse::<DocumentMut>()
                 .map_err(|source| InitError::NotToml {
                     path: shown(&output),
