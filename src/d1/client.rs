@@ -280,8 +280,12 @@ impl D1Client {
                     url: url.to_owned(),
                     message: describe_reqwest(&error),
                 };
-                // A failed connect never reached the server; anything later may have.
-                return if error.is_connect() {
+                // A request that could not be built (a header value no HTTP allows) never left:
+                // sending it again cannot help. A failed connect never reached the server
+                // either; anything later may have.
+                return if error.is_builder() {
+                    Attempt::Failed(d1_error)
+                } else if error.is_connect() {
                     Attempt::Retry {
                         after: Duration::from_millis(200),
                         error: d1_error,
