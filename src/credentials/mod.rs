@@ -262,8 +262,8 @@ pub enum CredentialError {
     BadToken {
         /// The environment name.
         env: String,
-        /// Where the token came from.
-        origin: Source,
+        /// Where the token came from (boxed: it is the largest variant).
+        origin: Box<Source>,
         /// The 1-based line of the assignment, for a dotenv file.
         line: Option<usize>,
         /// `a newline`, `a control character (U+0001)`, …
@@ -319,7 +319,7 @@ impl CredentialError {
                     .to_owned(),
             ),
             Self::Store(error) => error.hint(),
-            Self::BadToken { env, origin, .. } => Some(match origin {
+            Self::BadToken { env, origin, .. } => Some(match origin.as_ref() {
                 Source::Keyring { .. } => format!(
                     "store the token again without the stray character: `d1ctl auth login {env}`"
                 ),

@@ -314,7 +314,7 @@ fn check_token(env: &str, token: &Resolved<String>) -> Result<(), CredentialErro
     };
     Err(CredentialError::BadToken {
         env: env.to_owned(),
-        origin: token.source.clone(),
+        origin: Box::new(token.source.clone()),
         line,
         character,
         position: position + 1,

@@ -616,8 +616,14 @@ fn a_token_with_a_control_character_is_refused_naming_its_source_never_its_value
     fixture.var("CLOUDFLARE_API_TOKEN", "secret-part\u{1}rest");
     let error = fixture.resolve("staging").expect_err("refused");
     let message = error.to_string();
-    assert!(matches!(error, CredentialError::BadToken { .. }), "{message}");
-    assert!(message.contains("environment variable `CLOUDFLARE_API_TOKEN`"), "{message}");
+    assert!(
+        matches!(error, CredentialError::BadToken { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("environment variable `CLOUDFLARE_API_TOKEN`"),
+        "{message}"
+    );
     assert!(message.contains("U+0001"), "{message}");
     assert!(!message.contains("secret-part"), "{message}");
     assert!(!error.hint().unwrap_or_default().contains("secret-part"));
@@ -635,7 +641,10 @@ fn a_token_with_a_newline_in_a_dotenv_file_names_the_line() {
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains(", line 2"), "{message}");
     assert!(message.contains("a newline"), "{message}");
-    assert!(!message.contains("first") && !message.contains("second"), "{message}");
+    assert!(
+        !message.contains("first") && !message.contains("second"),
+        "{message}"
+    );
 }
 
 #[test]

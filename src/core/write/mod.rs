@@ -319,8 +319,8 @@ impl WriteError {
                 "wait for it to finish; if its holder died, `d1ctl lock release {env} --id {}` frees it",
                 lease.holder.id
             )),
-            WriteError::Locked(LockError::Backend(source)) => source.hint(),
-            WriteError::Read { source, .. }
+            WriteError::Locked(LockError::Backend(source))
+            | WriteError::Read { source, .. }
             | WriteError::Lock { source, .. }
             | WriteError::Point { source, .. } => source.hint(),
             WriteError::Prepare(_) => None,
