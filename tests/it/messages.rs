@@ -163,3 +163,39 @@ fn with_json_format_an_error_is_a_json_object_on_stdout_too() {
     assert!(output.stderr.contains(message), "{}", output.stderr);
     assert!(json["error"].get("hint").is_some(), "{json}");
 }
+
+#[test]
+fn a_failed_migration_on_d1_names_its_statement_and_line() {
+    let (sim, project) = remote();
+    project.migration(
+        "0002_broken.sql",
+        "CREATE TABLE posts (id INTEGER PRIMARY KEY);\n\n-- the typo\nINSERT INTO post (id) VALUES (1);\n",
+    );
+    let output = run(&sim, &project, &["apply", "staging"], TOKEN);
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("`0002_broken.sql` failed at statement 2 (line 4): no such table: post"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn a_d1_failure_that_depends_on_rows_is_not_placed_by_guess() {
+    let (sim, project) = remote();
+    project.migration(
+        "0002_seed.sql",
+        "INSERT INTO users (id, email) VALUES (1, 'a');\nINSERT INTO users (id, email) VALUES (1, 'b');\n",
+    );
+    let output = run(&sim, &project, &["apply", "staging"], TOKEN);
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output.stderr.contains("UNIQUE constraint failed"),
+        "{}",
+        output.stderr
+    );
+    // The empty shadow has no rows to collide with: no statement is named rather than a guess.
+    assert!(!output.stderr.contains("at statement"), "{}", output.stderr);
+}
