@@ -199,3 +199,15 @@ fn a_d1_failure_that_depends_on_rows_is_not_placed_by_guess() {
     // The empty shadow has no rows to collide with: no statement is named rather than a guess.
     assert!(!output.stderr.contains("at statement"), "{}", output.stderr);
 }
+
+#[test]
+fn the_drift_hint_names_an_env_of_the_project() {
+    let project = Project::new();
+    let output = project.run(&["drift", "migrations"]);
+    assert_eq!(output.code, 2, "{}", output.stderr);
+    assert!(
+        output.stderr.contains("`d1ctl drift migrations local`"),
+        "{}",
+        output.stderr
+    );
+}
