@@ -32,7 +32,13 @@ pub fn main() -> ExitCode {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_ansi(printer.stderr_color())
-            .with_env_filter(tracing_subscriber::EnvFilter::new("d1ctl=debug"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                if printer.http_traces() {
+                    "d1ctl=debug,d1ctl::http=debug"
+                } else {
+                    "d1ctl=debug,d1ctl::http=off"
+                },
+            ))
             .with_target(false)
             .try_init();
     }

@@ -63,9 +63,10 @@ pub(crate) struct GlobalArgs {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
 
-    /// Print more about what d1ctl does (logs on stderr).
-    #[arg(short, long, global = true)]
-    pub(crate) verbose: bool,
+    /// Print more about what d1ctl does (logs on stderr); `-vv` adds a line per HTTP request
+    /// (method, URL, status, time; never the token).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
 
     /// When to use colours; `NO_COLOR` in the environment means never, unless `always`.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]

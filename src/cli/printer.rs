@@ -35,10 +35,12 @@ impl Style {
 pub(crate) struct Printer {
     pub(crate) format: Format,
     quiet: bool,
-    verbose: bool,
+    verbose: u8,
     stdout_color: bool,
     stderr_color: bool,
     stderr_is_terminal: bool,
+    /// Whether a JSON document went to stdout (shared by clones): an error then adds none.
+    printed_json: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Printer {
@@ -57,6 +59,7 @@ impl Printer {
             stdout_color: color(stdout_is_terminal),
             stderr_color: color(stderr_is_terminal),
             stderr_is_terminal,
+            printed_json: std::sync::Arc::default(),
         }
     }
 
@@ -65,7 +68,12 @@ impl Printer {
     }
 
     pub(crate) fn verbose(&self) -> bool {
-        self.verbose
+        self.verbose > 0
+    }
+
+    /// `-vv`: HTTP traces too.
+    pub(crate) fn http_traces(&self) -> bool {
+        self.verbose > 1
     }
 
     /// Whether stderr gets colours (for the `-v` log lines too).
@@ -86,7 +94,23 @@ impl Printer {
 
     pub(crate) fn json(&self, value: &impl Serialize) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+        self.printed_json
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.data(&text)
+    }
+
+    /// With `--format json`, an error is also a JSON object on stdout,
+    /// `{"error": {"code", "message", "hint"}}`, unless the command already printed its own
+    /// document (which then is the answer, and says what failed).
+    pub(crate) fn json_error(&self, code: u8, message: &str, hint: Option<&str>) {
+        if !self.is_json() || self.printed_json.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let value = serde_json::json!({
+            "error": { "code": code, "message": message, "hint": hint }
+        });
+        // stdout gone (`| head`): the text on stderr still says it.
+        let _ = self.json(&value);
     }
 
     /// A message on stderr, hidden by `--quiet`.
@@ -98,7 +122,7 @@ impl Printer {
 
     /// A detail shown with `--verbose`.
     pub(crate) fn detail(&self, text: &str) {
-        if self.verbose {
+        if self.verbose() {
             write_stderr(&self.paint(Style::Dim, text));
         }
     }
@@ -126,6 +150,11 @@ impl Printer {
     /// `text` styled for stdout (plain when colour is off).
     pub(crate) fn paint_out(&self, style: Style, text: &str) -> String {
         paint(self.stdout_color, style, text)
+    }
+
+    /// Whether stderr is a terminal (where progress can redraw in place).
+    pub(crate) fn stderr_is_terminal(&self) -> bool {
+        self.stderr_is_terminal
     }
 
     /// Where progress bars draw: stderr on a terminal, nowhere otherwise or when quiet.

@@ -324,3 +324,62 @@ impl<P> crate::core::write::WriteReporter<P> for WriteProgress<'_, P> {
             .message(&format!("rollback point: {} {}", point.kind, point.point));
     }
 }
+
+/// Shows the D1 client's longer waits: a spinner counting down on a terminal, one line on
+/// stderr otherwise (a CI log must say why nothing happens for a minute).
+pub(crate) struct WaitProgress {
+    printer: Printer,
+    spinner: Mutex<Option<ProgressBar>>,
+}
+
+impl WaitProgress {
+    pub(crate) fn new(printer: &Printer) -> Self {
+        Self {
+            printer: printer.clone(),
+            spinner: Mutex::new(None),
+        }
+    }
+}
+
+fn wait_message(left: Duration, reason: &str) -> String {
+    format!("waiting {} s: {reason}", left.as_secs_f64().ceil())
+}
+
+impl crate::d1::client::WaitReporter for WaitProgress {
+    fn wait_started(&self, total: Duration, reason: &str) {
+        if !self.printer.stderr_is_terminal() {
+            self.printer.message(&wait_message(total, reason));
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(None, self.printer.progress_target());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(reason.to_owned());
+        bar.set_message(wait_message(total, reason));
+        bar.enable_steady_tick(Duration::from_millis(120));
+        if let Ok(mut spinner) = self.spinner.lock() {
+            *spinner = Some(bar);
+        }
+    }
+
+    fn wait_progress(&self, left: Duration) {
+        if let Ok(spinner) = self.spinner.lock()
+            && let Some(bar) = spinner.as_ref()
+        {
+            bar.set_message(wait_message(left, &bar.prefix()));
+        }
+    }
+
+    fn wait_finished(&self) {
+        if let Some(bar) = self
+            .spinner
+            .lock()
+            .ok()
+            .and_then(|mut spinner| spinner.take())
+        {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -221,7 +221,10 @@ impl Context {
                 crate::d1::client::http_client().context("could not set up the HTTP client")?;
             self.http.get_or_init(|| http).clone()
         };
-        Ok(D1Backend::new(D1Client::with_http(config, http)?))
+        let reporter = std::sync::Arc::new(crate::cli::reporter::WaitProgress::new(&self.printer));
+        Ok(D1Backend::new(
+            D1Client::with_http(config, http)?.with_wait_reporter(reporter),
+        ))
     }
 
     /// The in-process simulator serving every `simulator = true` env, its data under

@@ -484,9 +484,15 @@ async fn against_ledger_replay(
     ignore: &[&str],
 ) -> anyhow::Result<(Side, Side)> {
     if name == RESERVED_NAME {
+        // A real env of this project in the example, not a placeholder.
+        let example = registry
+            .project
+            .ladder
+            .first()
+            .map_or("ENV", String::as_str);
         return Err(UserError::new(
             "`drift migrations` needs a second side",
-            "compare the folder with an env: `d1ctl drift migrations ENV`",
+            format!("compare the folder with an env: `d1ctl drift migrations {example}`"),
         )
         .into());
     }

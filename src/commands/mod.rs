@@ -49,13 +49,20 @@ pub enum ExitStatus {
     Error,
 }
 
-impl From<ExitStatus> for std::process::ExitCode {
-    fn from(status: ExitStatus) -> Self {
-        std::process::ExitCode::from(match status {
+impl ExitStatus {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
             ExitStatus::Success => 0,
             ExitStatus::Failure => 1,
             ExitStatus::Error => 2,
-        })
+        }
+    }
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status.code())
     }
 }
 
@@ -274,8 +281,11 @@ fn report_error(printer: &Printer, error: &anyhow::Error) -> ExitStatus {
     for cause in error.chain().skip(1) {
         text.push_str(&format!("\n  caused by: {cause}"));
     }
-    printer.error(&text, hint_for(error).as_deref());
-    ExitStatus::Error
+    let hint = hint_for(error);
+    printer.error(&text, hint.as_deref());
+    let status = ExitStatus::Error;
+    printer.json_error(status.code(), &text, hint.as_deref());
+    status
 }
 
 fn hint_for(error: &anyhow::Error) -> Option<String> {

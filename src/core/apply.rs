@@ -248,12 +248,21 @@ pub async fn apply(
                     BackendError::Statement { index, .. } => *index,
                     _ => None,
                 };
-                let located = index.and_then(|i| {
-                    ranges.iter().find_map(|(start, migration)| {
-                        (i >= *start && i < start + migration.statements.len())
-                            .then_some((*migration, i - start))
+                let located = index
+                    .and_then(|i| {
+                        ranges.iter().find_map(|(start, migration)| {
+                            (i >= *start && i < start + migration.statements.len())
+                                .then_some((*migration, i - start))
+                        })
                     })
-                });
+                    .or_else(|| match &error {
+                        BackendError::Statement {
+                            index: None,
+                            message,
+                            ..
+                        } => locate_in_shadow(snapshot, unit, message),
+                        _ => None,
+                    });
                 let row_guard = unit_guard.tripped(&error);
                 let located = located.filter(|_| row_guard.is_none());
                 let failed = located.map_or(*head, |(migration, _)| migration);
@@ -280,6 +289,42 @@ pub async fn apply(
     }
     reporter.on_finish();
     outcome
+}
+
+/// Which of `unit`'s statements failed, when the backend said only how (D1's code 7500 carries
+/// SQLite's message and no batch index: `d1-platform.md` §3, §4.1). d1ctl sends nothing more to
+/// D1 to find out (a bisection would be extra writes to the target); instead the unit's own
+/// statements run one by one, under D1's rules, on an empty in-memory shadow of the target's
+/// schema before the unit, and the first to fail is the one if it fails with the message D1
+/// gave. A failure that depends on the target's rows (a UNIQUE violation, NOT NULL over existing
+/// rows) does not happen on the empty shadow, and one that fails there differently proves
+/// nothing: both stay unplaced rather than guessed.
+fn locate_in_shadow<'m>(
+    snapshot: &Snapshot,
+    unit: &[&'m Migration],
+    message: &str,
+) -> Option<(&'m Migration, usize)> {
+    let mut connection = crate::core::schema::shadow(snapshot).ok()?;
+    let rules = crate::d1::authorizer::D1Rules::install(&mut connection).ok()?;
+    let wanted = sqlite_words(message);
+    for migration in unit {
+        for (index, statement) in migration.statements.iter().enumerate() {
+            let statement = Statement::new(statement.sql.clone());
+            if let Err(error) = crate::local::run_judged(&connection, &statement, Some(&rules)) {
+                let found = crate::local::judged_message(&error, Some(&rules));
+                return (sqlite_words(&found) == wanted).then_some((*migration, index));
+            }
+        }
+    }
+    None
+}
+
+/// SQLite's message without the `: SQLITE_<CODE>` (and extended code) suffix D1 adds.
+fn sqlite_words(message: &str) -> &str {
+    message
+        .split_once(": SQLITE_")
+        .map_or(message, |(words, _)| words)
+        .trim()
 }
 
 fn is_recorded(state: &LedgerState, migration: &Migration) -> bool {

@@ -256,6 +256,21 @@ pub enum CredentialError {
         /// What is wrong.
         message: String,
     },
+    /// The token holds a character no HTTP header may carry; it is not sent. The message names
+    /// the source and the character's kind, never the token.
+    #[error("the API token for environment `{env}` from {origin}{} contains {character} (character {position}); it was not sent", line.map(|line| format!(", line {line}")).unwrap_or_default())]
+    BadToken {
+        /// The environment name.
+        env: String,
+        /// Where the token came from (boxed: it is the largest variant).
+        origin: Box<Source>,
+        /// The 1-based line of the assignment, for a dotenv file.
+        line: Option<usize>,
+        /// `a newline`, `a control character (U+0001)`, …
+        character: String,
+        /// The 1-based position of that character in the token.
+        position: usize,
+    },
     /// The OS keyring failed for a reason other than being unavailable.
     #[error(transparent)]
     Store(StoreError),
@@ -304,6 +319,14 @@ impl CredentialError {
                     .to_owned(),
             ),
             Self::Store(error) => error.hint(),
+            Self::BadToken { env, origin, .. } => Some(match origin.as_ref() {
+                Source::Keyring { .. } => format!(
+                    "store the token again without the stray character: `d1ctl auth login {env}`"
+                ),
+                _ => format!(
+                    "fix the value at {origin}: an API token is letters, digits, `-` and `_` on one line"
+                ),
+            }),
             Self::Input { .. } => Some(
                 "type the token at the hidden prompt, or pipe it: `printf %s \"$TOKEN\" | d1ctl \
                  auth login ENV`"

@@ -276,6 +276,7 @@ pub(super) fn resolve(
         return Err(error);
     }
     let token = first(&lookup, What::Token)?;
+    check_token(request.env, &token)?;
     let account_id = first(&lookup, What::AccountId)?;
     let database_id = first(&lookup, What::DatabaseId)?;
     Ok(Credentials {
@@ -285,6 +286,38 @@ pub(super) fn resolve(
         },
         account_id,
         database_id,
+    })
+}
+
+/// Refuses a token that cannot travel in an `Authorization` header (a control character such as
+/// an embedded newline, or a non-ASCII character) here, where its source is known: sent, it
+/// would fail inside the HTTP client as if the network were down. The token is never quoted.
+fn check_token(env: &str, token: &Resolved<String>) -> Result<(), CredentialError> {
+    let Some((position, bad)) = token
+        .value
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() || !c.is_ascii())
+    else {
+        return Ok(());
+    };
+    let character = match bad {
+        '\n' => "a newline".to_owned(),
+        '\r' => "a carriage return".to_owned(),
+        '\t' => "a tab".to_owned(),
+        c if c.is_control() => format!("a control character (U+{:04X})", u32::from(c)),
+        _ => "a non-ASCII character".to_owned(),
+    };
+    let line = match &token.source {
+        Source::File { path, variable } => super::dotenv::line_of_assignment(path, variable),
+        _ => None,
+    };
+    Err(CredentialError::BadToken {
+        env: env.to_owned(),
+        origin: Box::new(token.source.clone()),
+        line,
+        character,
+        position: position + 1,
     })
 }
 

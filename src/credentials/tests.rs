@@ -609,3 +609,54 @@ fn source_display() {
         assert_eq!(source.to_string(), expected);
     }
 }
+
+#[test]
+fn a_token_with_a_control_character_is_refused_naming_its_source_never_its_value() {
+    let mut fixture = Fixture::new();
+    fixture.var("CLOUDFLARE_API_TOKEN", "secret-part\u{1}rest");
+    let error = fixture.resolve("staging").expect_err("refused");
+    let message = error.to_string();
+    assert!(
+        matches!(error, CredentialError::BadToken { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("environment variable `CLOUDFLARE_API_TOKEN`"),
+        "{message}"
+    );
+    assert!(message.contains("U+0001"), "{message}");
+    assert!(!message.contains("secret-part"), "{message}");
+    assert!(!error.hint().unwrap_or_default().contains("secret-part"));
+}
+
+#[test]
+fn a_token_with_a_newline_in_a_dotenv_file_names_the_line() {
+    let fixture = Fixture::new();
+    let path = fixture.file(
+        ".dev.vars",
+        "# tokens\nCLOUDFLARE_API_TOKEN=\"first\nsecond\"\n",
+    );
+    let error = fixture.resolve("staging").expect_err("refused");
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains(", line 2"), "{message}");
+    assert!(message.contains("a newline"), "{message}");
+    assert!(
+        !message.contains("first") && !message.contains("second"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_keyring_token_with_a_newline_is_refused_with_a_login_hint() {
+    let fixture = Fixture::new();
+    fixture.keyring("staging", "abc\ndef");
+    let error = fixture.resolve("staging").expect_err("refused");
+    assert!(error.to_string().contains("OS keyring"), "{error}");
+    assert!(
+        error
+            .hint()
+            .unwrap_or_default()
+            .contains("d1ctl auth login staging")
+    );
+}

@@ -117,10 +117,26 @@ pub struct D1Config {
     pub mode: RequestMode,
 }
 
+/// Hears about the client's longer waits (a 429's `Retry-After`), so that the command line can
+/// show them: the client itself never prints.
+pub trait WaitReporter: Send + Sync {
+    /// A wait of `total` begins; `reason` says why, e.g. `Cloudflare rate-limited the request
+    /// (HTTP 429)`.
+    fn wait_started(&self, total: Duration, reason: &str);
+    /// `left` of the wait remains (called about once a second).
+    fn wait_progress(&self, left: Duration);
+    fn wait_finished(&self);
+}
+
+/// Waits this long or longer are reported; shorter ones (a reconnect's 200 ms, the first
+/// backoffs) pass without a word.
+const REPORTED_WAIT: Duration = Duration::from_secs(1);
+
 pub struct D1Client {
     http: reqwest::Client,
     config: D1Config,
     retries: u32,
+    waits: Option<std::sync::Arc<dyn WaitReporter>>,
 }
 
 /// Whether the request may have reached the server (so a retry could repeat a write).
@@ -153,7 +169,39 @@ impl D1Client {
             http,
             config,
             retries: 4,
+            waits: None,
         })
+    }
+
+    /// Reports waits of a second or more to `reporter`.
+    #[must_use]
+    pub fn with_wait_reporter(mut self, reporter: std::sync::Arc<dyn WaitReporter>) -> Self {
+        self.waits = Some(reporter);
+        self
+    }
+
+    /// Sleeps `after` before a retry, telling the reporter when the wait is long enough to be
+    /// noticed.
+    async fn wait(&self, after: Duration, error: &D1Error) {
+        let Some(reporter) = self.waits.as_ref().filter(|_| after >= REPORTED_WAIT) else {
+            tokio::time::sleep(after).await;
+            return;
+        };
+        let reason = match error {
+            D1Error::RateLimited { .. } => {
+                "Cloudflare rate-limited the request (HTTP 429)".to_owned()
+            }
+            other => format!("retrying after: {other}"),
+        };
+        reporter.wait_started(after, &reason);
+        let mut left = after;
+        while !left.is_zero() {
+            let step = left.min(Duration::from_secs(1));
+            tokio::time::sleep(step).await;
+            left -= step;
+            reporter.wait_progress(left);
+        }
+        reporter.wait_finished();
     }
 
     pub fn config(&self) -> &D1Config {
@@ -231,7 +279,7 @@ impl D1Client {
                 return Err(error);
             }
             tracing::debug!(attempt, ?after, "retrying read: {error}");
-            tokio::time::sleep(after).await;
+            self.wait(after, &error).await;
         }
     }
 
@@ -253,7 +301,7 @@ impl D1Client {
                         return Err(error);
                     }
                     tracing::debug!(attempt, ?after, "retrying write that did not run: {error}");
-                    tokio::time::sleep(after).await;
+                    self.wait(after, &error).await;
                 }
             }
         }
@@ -267,21 +315,42 @@ impl D1Client {
     ) -> Attempt<T> {
         let mut request = self
             .http
-            .request(method, url)
+            .request(method.clone(), url)
             .bearer_auth(self.config.token.expose());
         if let Some(body) = body {
             request = request.json(body);
         }
         tracing::debug!(url, "D1 request");
-        let response = match request.send().await {
+        let started = std::time::Instant::now();
+        let sent = request.send().await;
+        // `-vv`: one line per request. The URL holds ids only; the token travels in a header,
+        // which is never logged.
+        let millis = started.elapsed().as_millis();
+        match &sent {
+            Ok(response) => tracing::debug!(
+                target: "d1ctl::http",
+                "{method} {url} -> {} ({millis} ms)",
+                response.status().as_u16()
+            ),
+            Err(error) => tracing::debug!(
+                target: "d1ctl::http",
+                "{method} {url} -> failed: {} ({millis} ms)",
+                describe_reqwest(error)
+            ),
+        }
+        let response = match sent {
             Ok(response) => response,
             Err(error) => {
                 let d1_error = D1Error::Unreachable {
                     url: url.to_owned(),
                     message: describe_reqwest(&error),
                 };
-                // A failed connect never reached the server; anything later may have.
-                return if error.is_connect() {
+                // A request that could not be built (a header value no HTTP allows) never left:
+                // sending it again cannot help. A failed connect never reached the server
+                // either; anything later may have.
+                return if error.is_builder() {
+                    Attempt::Failed(d1_error)
+                } else if error.is_connect() {
                     Attempt::Retry {
                         after: Duration::from_millis(200),
                         error: d1_error,

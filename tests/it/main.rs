@@ -18,6 +18,7 @@ mod init;
 mod keyring;
 mod lease;
 mod lint_fix;
+mod messages;
 mod names;
 mod promote;
 mod rehearse;

@@ -315,11 +315,12 @@ pub enum WriteError {
 impl WriteError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            WriteError::Locked(_) => Some(
-                "wait for it to finish; if its holder died, `d1ctl lock release ENV --id ID` frees it"
-                    .to_owned(),
-            ),
-            WriteError::Read { source, .. }
+            WriteError::Locked(LockError::Held { env, lease }) => Some(format!(
+                "wait for it to finish; if its holder died, `d1ctl lock release {env} --id {}` frees it",
+                lease.holder.id
+            )),
+            WriteError::Locked(LockError::Backend(source))
+            | WriteError::Read { source, .. }
             | WriteError::Lock { source, .. }
             | WriteError::Point { source, .. } => source.hint(),
             WriteError::Prepare(_) => None,
