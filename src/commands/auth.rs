@@ -22,7 +22,10 @@ pub(crate) async fn auth(args: AuthArgs, context: &Context) -> anyhow::Result<Ex
             let (env, _) = d1_env(&registry, &environment)?;
             let name = env.name.clone();
             let secret = tokio::task::spawn_blocking(move || {
-                credentials::read_secret_from_stdin_or_prompt(&format!("API token for `{name}`: "))
+                credentials::read_secret_from_stdin_or_prompt(
+                    &name,
+                    &format!("API token for `{name}`: "),
+                )
             })
             .await??;
             let store = KeyringStore::new();

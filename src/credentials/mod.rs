@@ -277,6 +277,8 @@ pub enum CredentialError {
     /// `auth login` could not read a token (see [`read_secret_from_stdin_or_prompt`]).
     #[error("cannot read the token: {message}")]
     Input {
+        /// The env the token was for.
+        env: String,
         /// What went wrong.
         message: String,
     },
@@ -327,11 +329,9 @@ impl CredentialError {
                     "fix the value at {origin}: an API token is letters, digits, `-` and `_` on one line"
                 ),
             }),
-            Self::Input { .. } => Some(
-                "type the token at the hidden prompt, or pipe it: `printf %s \"$TOKEN\" | d1ctl \
-                 auth login ENV`"
-                    .to_owned(),
-            ),
+            Self::Input { env, .. } => Some(format!(
+                "type the token at the hidden prompt, or pipe it: `printf %s \"$TOKEN\" | d1ctl auth login {env}`"
+            )),
         }
     }
 }

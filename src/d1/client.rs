@@ -73,7 +73,7 @@ impl D1Error {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             D1Error::Api { code: 10000, .. } => {
-                "the API token was refused: it needs the `D1 Edit` (or `D1 Read`) permission on this account; `d1ctl auth status ENV` shows where it came from".to_owned()
+                "the API token was refused: it needs the `D1 Edit` (or `D1 Read`) permission on this account; `d1ctl auth status` shows where each env's token came from".to_owned()
             }
             D1Error::Api { code: 7404, .. } => {
                 "check `database_id` in environments.toml against `wrangler d1 list`".to_owned()
