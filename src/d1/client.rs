@@ -598,6 +598,17 @@ fn param_json(value: &Value) -> serde_json::Value {
 fn one_sql_text(statements: &[Statement]) -> Result<String, BackendError> {
     let mut text = String::new();
     for (index, statement) in statements.iter().enumerate() {
+        // D1's server splits a `sql` text itself, and its splitter breaks on a CR inside a
+        // trigger body (workers-sdk #14991, reference §8). d1ctl sends the file's bytes as they
+        // are, so such a statement is refused in this mode rather than rewritten; batch mode
+        // sends it as an entry of its own.
+        if statement.sql.contains('\r') && is_trigger(&statement.sql) {
+            return Err(BackendError::Statement {
+                index: Some(index),
+                message: "the trigger has CRLF line endings, which D1's splitter of `sql` requests breaks on (workers-sdk #14991); nothing was sent: use `request_mode = \"batch\"` for this env, or save the file with LF line endings".to_owned(),
+                missing_table: None,
+            });
+        }
         let mut sql = inline_params(statement);
         if !is_complete(&sql) {
             sql.push_str("\n;");
@@ -613,6 +624,13 @@ fn one_sql_text(statements: &[Statement]) -> Result<String, BackendError> {
         text.push('\n');
     }
     Ok(text)
+}
+
+/// Whether a statement creates a trigger (a compound statement with a `BEGIN … END` body).
+fn is_trigger(sql: &str) -> bool {
+    sql.split_whitespace()
+        .take(6)
+        .any(|word| word.eq_ignore_ascii_case("TRIGGER"))
 }
 
 /// Whether `sql` ends with a complete statement, by `sqlite3_complete`: the question D1's

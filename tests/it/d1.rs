@@ -714,6 +714,50 @@ fn in_sql_request_mode_a_last_line_comment_cannot_swallow_the_ledger_rows() {
 }
 
 #[test]
+fn in_sql_request_mode_a_crlf_trigger_is_refused_not_rewritten() {
+    let remote = remote();
+    remote.project.config(&config("request_mode = \"sql\"\n"));
+    remote.run_ok(&["apply", "staging"], 0);
+    remote
+        .sim
+        .execute(
+            STAGING,
+            "INSERT INTO users (id, email) VALUES (1, 'a@example.com');",
+        )
+        .unwrap();
+    remote.project.migration(
+        "0003_touch.sql",
+        "CREATE TRIGGER users_touch AFTER UPDATE ON users\r\nBEGIN\r\n  SELECT 1;\r\nEND;\r\n",
+    );
+    let output = remote.run_ok(&["apply", "staging"], 1);
+    assert!(
+        output
+            .stderr
+            .contains("D1's splitter of `sql` requests breaks on"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("`0003_touch.sql` was rolled back and left no trace"),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(
+        remote.rows(
+            STAGING,
+            "SELECT count(*) FROM sqlite_master WHERE name = 'users_touch'"
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        remote.rows(STAGING, "SELECT email FROM users"),
+        ["a@example.com"]
+    );
+}
+
+#[test]
 fn an_unterminated_literal_is_refused_with_its_line_before_anything_is_sent() {
     let remote = remote();
     remote.project.config(&config("request_mode = \"sql\"\n"));
