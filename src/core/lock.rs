@@ -304,18 +304,9 @@ pub fn parse(rows: &Rows) -> Option<Lease> {
 
 /// Takes the lock in one batch; a live lease held by someone else is an error naming them. A
 /// lease whose holder is provably dead ([`liveness`]) is taken over at once (the returned lease
-/// says whose).
+/// says whose). `extra` statements run in the same batch right after the lock row is written
+/// (they must make themselves conditional on holding it: the write engine's session record).
 pub async fn acquire(
-    backend: &dyn Backend,
-    env: &str,
-    me: &Holder,
-) -> Result<Option<Lease>, LockError> {
-    acquire_with(backend, env, me, &[]).await
-}
-
-/// [`acquire`], with `extra` statements run in the same batch right after the lock row is
-/// written (they must make themselves conditional on holding it).
-pub async fn acquire_with(
     backend: &dyn Backend,
     env: &str,
     me: &Holder,

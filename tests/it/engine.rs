@@ -139,6 +139,21 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Staging's ledger records each of the three migrations once, and its users are intact.
+    pub(crate) fn assert_staging_has_each_migration_once_and_its_rows(&self) {
+        assert_eq!(
+            ledger_counts(&|sql| self.staging(sql)),
+            [
+                "0001_users.sql x1",
+                "0002_posts.sql x1",
+                "0003_index.sql x1"
+            ]
+        );
+        assert_eq!(self.staging("SELECT * FROM users ORDER BY id"), USERS_ROWS);
+    }
+}
+
 pub(crate) const USERS_ROWS: [&str; 2] = ["1|a@example.com", "2|b@example.com"];
 
 /// Each ledger name with how often it is recorded, in order.

@@ -106,18 +106,7 @@ fn a_garbled_answer_to_a_committed_unit_is_read_back_from_the_ledger() {
         "{json:#}\n{}",
         output.stderr
     );
-    assert_eq!(
-        ledger_counts(&|sql| fixture.staging(sql)),
-        [
-            "0001_users.sql x1",
-            "0002_posts.sql x1",
-            "0003_index.sql x1"
-        ]
-    );
-    assert_eq!(
-        fixture.staging("SELECT * FROM users ORDER BY id"),
-        USERS_ROWS
-    );
+    fixture.assert_staging_has_each_migration_once_and_its_rows();
     assert_eq!(fixture.staging("SELECT count(*) FROM _d1ctl_lock"), ["0"]);
 }
 
@@ -133,18 +122,7 @@ fn promote_without_hooks_skips_a_failing_before_hook() {
         "the hook ran: {}",
         output.stderr
     );
-    assert_eq!(
-        ledger_counts(&|sql| fixture.staging(sql)),
-        [
-            "0001_users.sql x1",
-            "0002_posts.sql x1",
-            "0003_index.sql x1"
-        ]
-    );
-    assert_eq!(
-        fixture.staging("SELECT * FROM users ORDER BY id"),
-        USERS_ROWS
-    );
+    fixture.assert_staging_has_each_migration_once_and_its_rows();
     // Without the flag the same hook stops the next promotion.
     fixture
         .project
@@ -236,18 +214,7 @@ fn a_lost_answer_to_the_release_and_verify_batch_still_prints_the_rollback() {
         "{}",
         output.stderr
     );
-    assert_eq!(
-        ledger_counts(&|sql| fixture.staging(sql)),
-        [
-            "0001_users.sql x1",
-            "0002_posts.sql x1",
-            "0003_index.sql x1"
-        ]
-    );
-    assert_eq!(
-        fixture.staging("SELECT * FROM users ORDER BY id"),
-        USERS_ROWS
-    );
+    fixture.assert_staging_has_each_migration_once_and_its_rows();
     // The lost batch released the lock before its answer was lost.
     assert_eq!(fixture.staging("SELECT count(*) FROM _d1ctl_lock"), ["0"]);
 }

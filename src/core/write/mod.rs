@@ -345,7 +345,7 @@ async fn take_lock(
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match lock::acquire_with(backend, env, holder, &start).await {
+        match lock::acquire(backend, env, holder, &start).await {
             Ok(previous) => return Ok(previous),
             Err(LockError::Backend(BackendError::OutcomeUnknown { message })) => {
                 match lock::status(backend).await.map_err(lock_error)? {
