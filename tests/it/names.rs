@@ -219,6 +219,24 @@ fn pull_creates_the_missing_folder_of_its_target_and_says_so() {
         "[project]\nladder = [\"local\", \"dev\"]\n\n[env.local]\nbackend = \"sqlite\"\npath = \"data/local.sqlite\"\n\n[env.dev]\nbackend = \"d1\"\nsimulator = true\ndatabase_name = \"names-dev\"\ndatabase_id = \"6f1c2a3e-1b2c-4d5e-8f90-0123456789ab\"\n",
     );
     project.run_ok(&["apply", "dev"], 0);
+    {
+        // A row in dev, written through the bundled simulator's own data, for the copy to carry.
+        let simulator = d1ctl::sim::Simulator::start(d1ctl::sim::SimConfig {
+            data_dir: Some(project.path(".d1ctl/sim")),
+            tokens: vec!["test".to_owned()],
+            databases: vec![(
+                "names-dev".to_owned(),
+                "6f1c2a3e-1b2c-4d5e-8f90-0123456789ab".to_owned(),
+            )],
+        })
+        .unwrap();
+        simulator
+            .execute(
+                "6f1c2a3e-1b2c-4d5e-8f90-0123456789ab",
+                "INSERT INTO a VALUES (7);",
+            )
+            .unwrap();
+    }
     let output = project.run_ok(&["pull", "dev", "--into", "local", "--yes"], 0);
     assert!(
         output
@@ -228,6 +246,10 @@ fn pull_creates_the_missing_folder_of_its_target_and_says_so() {
         output.stderr
     );
     assert!(project.path("data/local.sqlite").is_file());
+    assert_eq!(
+        crate::common::rows(&project.db("data/local.sqlite"), "SELECT x FROM a"),
+        ["7"]
+    );
 }
 
 #[test]
