@@ -76,6 +76,22 @@ pub(crate) struct GlobalArgs {
     /// env's token to where `CLOUDFLARE_API_BASE_URL` redirects it (reads included).
     #[arg(short, long, global = true)]
     pub(crate) yes: bool,
+
+    /// The account's D1 API budget every request of this run draws from, as requests per
+    /// period (`1200/5m` is Cloudflare's documented limit per user; lower it when other tools
+    /// share the token's user).
+    #[arg(
+        long,
+        global = true,
+        value_name = "N/PERIOD",
+        default_value = "1200/5m"
+    )]
+    pub(crate) rate: crate::d1::budget::Rate,
+
+    /// Narrow a fleet env (`fleet.…` in environments.toml) to one of its databases, by name:
+    /// every command then treats it as an env of that one database.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub(crate) member: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -7,7 +7,9 @@ use anyhow::Context as _;
 
 use crate::backend::Backend;
 use crate::commands::{Context, FolderCreation, UserError, display_path};
-use crate::core::registry::{ConfigError, D1Target, Environment, Registry, Target};
+use crate::core::registry::{
+    ConfigError, D1Target, Environment, FleetSpec, MemberName, Registry, Target,
+};
 use crate::credentials::{self, KeyringStore, ProcessEnvironment, Secret};
 use crate::d1::client::{D1Backend, D1Client, D1Config, DEFAULT_BASE_URL};
 use crate::local::SqliteBackend;
@@ -18,6 +20,10 @@ pub(super) const BASE_URL_VARIABLE: &str = "CLOUDFLARE_API_BASE_URL";
 
 /// The token d1ctl and its in-process simulator share; it guards nothing real.
 const SIMULATOR_TOKEN: &str = "d1ctl-simulator";
+
+/// What credential resolution is given as a fleet env's database id: the members' ids come
+/// from the fleet, and this one is never sent.
+const FLEET_DATABASE_ID: &str = "(fleet)";
 
 /// The account id simulator envs use when environments.toml gives none.
 const SIMULATOR_ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
@@ -156,6 +162,71 @@ impl Context {
         registry: &Registry,
         env: &Environment,
     ) -> anyhow::Result<D1Backend> {
+        let member = self.member_of(registry, env)?;
+        self.d1_backend_of(registry, env, member)
+    }
+
+    /// The one database of a fleet env a command that is not about fleets works on: the one
+    /// `--member` names (checked against the fleet), or an error saying to name one.
+    fn member_of(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+    ) -> anyhow::Result<Option<MemberName>> {
+        let Some(fleet) = env.fleet() else {
+            return Ok(None);
+        };
+        let Some(name) = &self.member else {
+            return Err(UserError::new(
+                format!(
+                    "env `{}` is a fleet ({}), and this command works on one database",
+                    env.name,
+                    fleet.describe()
+                ),
+                format!(
+                    "pass `--member NAME` to pick one of its databases; `status`, `drift`, `plan`, `checklist`, `promote`, `rollback` and `lock status` take the whole fleet"
+                ),
+            )
+            .into());
+        };
+        let listed = |names: &[MemberName]| names.iter().find(|m| &m.name == name).cloned();
+        let found = match fleet {
+            FleetSpec::Prefix(prefix) => name.starts_with(prefix.as_str()).then(|| MemberName {
+                name: name.clone(),
+                uuid: None,
+            }),
+            FleetSpec::Databases(names) => listed(names),
+            FleetSpec::File(path) => listed(&crate::core::fleet::read_file(path)?),
+        };
+        found.map(Some).ok_or_else(|| {
+            UserError::new(
+                format!(
+                    "`--member {name}` is not one of env `{}`'s databases ({})",
+                    env.name,
+                    fleet.describe()
+                ),
+                format!("`d1ctl status {}` lists the members", env.name),
+            )
+            .into()
+        })
+    }
+
+    /// The backend of one member of a fleet env.
+    pub(crate) fn member_backend(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+        member: &MemberName,
+    ) -> anyhow::Result<D1Backend> {
+        self.d1_backend_of(registry, env, Some(member.clone()))
+    }
+
+    fn d1_backend_of(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+        member: Option<MemberName>,
+    ) -> anyhow::Result<D1Backend> {
         let Target::D1(target) = &env.target else {
             return Err(UserError::new(
                 format!(
@@ -174,8 +245,13 @@ impl Context {
                     .account_id
                     .clone()
                     .unwrap_or_else(|| SIMULATOR_ACCOUNT.to_owned()),
-                database_id: simulator_database_id(env, target)?,
-                database_name: target.database_name.clone(),
+                database_id: match &member {
+                    Some(member) => member.id(),
+                    None => simulator_database_id(env, target)?,
+                },
+                database_name: member
+                    .as_ref()
+                    .map_or_else(|| target.database_name.clone(), |m| m.name.clone()),
                 token: Secret::new(SIMULATOR_TOKEN.to_owned()),
                 mode: target.request_mode,
             }
@@ -208,8 +284,13 @@ impl Context {
             D1Config {
                 base_url,
                 account_id: resolved.account_id.value,
-                database_id: resolved.database_id.value,
-                database_name: target.database_name.clone(),
+                database_id: match &member {
+                    Some(member) => member.id(),
+                    None => resolved.database_id.value,
+                },
+                database_name: member
+                    .as_ref()
+                    .map_or_else(|| target.database_name.clone(), |m| m.name.clone()),
                 token: resolved.token.value,
                 mode: target.request_mode,
             }
@@ -223,7 +304,9 @@ impl Context {
         };
         let reporter = std::sync::Arc::new(crate::cli::reporter::WaitProgress::new(&self.printer));
         Ok(D1Backend::new(
-            D1Client::with_http(config, http)?.with_wait_reporter(reporter),
+            D1Client::with_http(config, http)?
+                .with_wait_reporter(reporter)
+                .with_budget(std::sync::Arc::clone(&self.budget)),
         ))
     }
 
@@ -311,7 +394,12 @@ pub(crate) fn credential_request<'a>(
         config_dir: &registry.root,
         token_env: target.token_env.as_deref(),
         account_id: target.account_id.as_deref(),
-        database_id: target.database_id.as_deref(),
+        // A fleet's database ids come from its `fleet` table, not from the credentials.
+        database_id: if target.fleet.is_some() {
+            Some(FLEET_DATABASE_ID)
+        } else {
+            target.database_id.as_deref()
+        },
         config_path: &registry.path,
     }
 }

@@ -105,6 +105,10 @@ pub(crate) struct Context {
     /// Which local envs this command may create a missing `path` folder for: only commands
     /// that write (and not their `--dry-run`); for the others a missing folder is an error.
     creates_folders: FolderCreation,
+    /// The API budget every D1 client of this run shares (`--rate`).
+    budget: std::sync::Arc<crate::d1::budget::Budget>,
+    /// `--member`: the one database of a fleet env this run is about.
+    member: Option<String>,
 }
 
 /// See [`Context::creates_folders`].
@@ -223,6 +227,8 @@ pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
         yes,
         warned_simulated: AtomicBool::new(false),
         redirects_confirmed: Mutex::new(Vec::new()),
+        budget: std::sync::Arc::new(crate::d1::budget::Budget::new(cli.global.rate)),
+        member: cli.global.member,
     };
     let result = match cli.command {
         Command::Status(args) => status::status(args, &context).await,

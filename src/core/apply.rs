@@ -192,28 +192,21 @@ pub async fn apply(
             ));
         }
         let started = Instant::now();
-        let mut statements: Vec<Statement> = extras.every_batch.clone();
-        statements.append(&mut first);
-        statements.extend(unit_guard.opening());
-        // Where each migration's own statements sit in the batch.
-        let mut ranges = Vec::with_capacity(unit.len());
-        for migration in unit {
-            ranges.push((statements.len(), *migration));
-            statements.extend(
-                migration
-                    .statements
-                    .iter()
-                    .map(|s| Statement::new(s.sql.clone())),
-            );
-        }
-        statements.extend(unit_guard.closing());
-        let ledger_start = statements.len();
-        statements.append(&mut first_ledgers);
-        for migration in unit {
-            statements.extend(ledgers.record_statements(migration, state, applied_by, None));
-            statements.push(Ledgers::duration_statement(migration));
-        }
-        statements.push(guard::UnitGuard::cleanup());
+        let mut before: Vec<Statement> = extras.every_batch.clone();
+        before.append(&mut first);
+        let UnitBatch {
+            statements,
+            ranges,
+            ledger_start,
+        } = unit_batch(
+            before,
+            unit_guard,
+            unit,
+            std::mem::take(&mut first_ledgers),
+            ledgers,
+            state,
+            applied_by,
+        );
         let mut result = backend.batch(&statements).await.map(|_| ());
         let mut verified_not_committed = false;
         if let Err(BackendError::OutcomeUnknown { .. }) = &result {
@@ -289,6 +282,54 @@ pub async fn apply(
     }
     reporter.on_finish();
     outcome
+}
+
+/// One unit's batch, and where its parts sit in it.
+pub struct UnitBatch<'m> {
+    pub statements: Vec<Statement>,
+    /// Where each migration's own statements begin.
+    pub ranges: Vec<(usize, &'m Migration)>,
+    /// Where the ledger rows begin.
+    pub ledger_start: usize,
+}
+
+/// Lays out one unit: `before` (lease guard, rollback record), the row guard's counts, the
+/// migrations' statements, the guard's comparisons, `create_ledgers` and the ledger rows last,
+/// so no prefix of it records a migration without its effects.
+pub fn unit_batch<'m>(
+    before: Vec<Statement>,
+    unit_guard: &guard::UnitGuard,
+    unit: &[&'m Migration],
+    create_ledgers: Vec<Statement>,
+    ledgers: &Ledgers,
+    state: &LedgerState,
+    applied_by: &str,
+) -> UnitBatch<'m> {
+    let mut statements = before;
+    statements.extend(unit_guard.opening());
+    let mut ranges = Vec::with_capacity(unit.len());
+    for migration in unit {
+        ranges.push((statements.len(), *migration));
+        statements.extend(
+            migration
+                .statements
+                .iter()
+                .map(|s| Statement::new(s.sql.clone())),
+        );
+    }
+    statements.extend(unit_guard.closing());
+    let ledger_start = statements.len();
+    statements.extend(create_ledgers);
+    for migration in unit {
+        statements.extend(ledgers.record_statements(migration, state, applied_by, None));
+        statements.push(Ledgers::duration_statement(migration));
+    }
+    statements.push(guard::UnitGuard::cleanup());
+    UnitBatch {
+        statements,
+        ranges,
+        ledger_start,
+    }
 }
 
 /// Which of `unit`'s statements failed, when the backend said only how (D1's code 7500 carries

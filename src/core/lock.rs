@@ -362,6 +362,17 @@ pub async fn acquire(
     }
 }
 
+/// Takes a free (or expired) lock for `me` inside a larger batch: the batch's next statements
+/// are the lease guard, which aborts it when someone else holds the lock.
+pub fn take_statements(me: &Holder) -> Vec<Statement> {
+    vec![
+        Statement::new(format!(
+            "DELETE FROM {LOCK_TABLE} WHERE expires_at < unixepoch()"
+        )),
+        insert_statement(me),
+    ]
+}
+
 fn insert_statement(me: &Holder) -> Statement {
     Statement::with_params(
         format!(

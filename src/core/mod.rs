@@ -6,6 +6,7 @@ pub mod checklist;
 pub mod export;
 pub mod fix;
 pub mod fk;
+pub mod fleet;
 pub mod guard;
 pub mod init;
 pub mod ledger;

@@ -18,6 +18,7 @@ use crate::d1::api::{
     ApiMessage, BookmarkResult, DatabaseDetails, DumpOptions, Envelope, ExportPolling,
     ExportRequest, PollStatus, RawResult, RestoreResult, SingleQuery,
 };
+use crate::d1::budget::Budget;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 
@@ -132,11 +133,18 @@ pub trait WaitReporter: Send + Sync {
 /// backoffs) pass without a word.
 const REPORTED_WAIT: Duration = Duration::from_secs(1);
 
+/// The longest `Retry-After` honoured as given (Cloudflare's lockout is 5 minutes).
+const MAX_RETRY_AFTER_SECS: u64 = 600;
+
 pub struct D1Client {
     http: reqwest::Client,
     config: D1Config,
     retries: u32,
     waits: Option<std::sync::Arc<dyn WaitReporter>>,
+    /// The account's request budget, shared by every client of the process.
+    budget: Option<std::sync::Arc<Budget>>,
+    /// The uuid of a database configured by name, once looked up.
+    resolved_id: tokio::sync::OnceCell<String>,
 }
 
 /// Whether the request may have reached the server (so a retry could repeat a write).
@@ -170,7 +178,32 @@ impl D1Client {
             config,
             retries: 4,
             waits: None,
+            budget: None,
+            resolved_id: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// Draws every request from `budget` (and pauses it on a 429).
+    #[must_use]
+    pub fn with_budget(mut self, budget: std::sync::Arc<Budget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The same account and credentials, addressing another database of it (a fleet member).
+    #[must_use]
+    pub fn for_database(&self, database_id: &str, database_name: &str) -> Self {
+        let mut config = self.config.clone();
+        database_id.clone_into(&mut config.database_id);
+        database_name.clone_into(&mut config.database_name);
+        Self {
+            http: self.http.clone(),
+            config,
+            retries: self.retries,
+            waits: self.waits.clone(),
+            budget: self.budget.clone(),
+            resolved_id: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// Reports waits of a second or more to `reporter`.
@@ -208,25 +241,66 @@ impl D1Client {
         &self.config
     }
 
-    fn database_url(&self, suffix: &str) -> String {
+    fn database_url_for(&self, id: &str, suffix: &str) -> String {
         format!(
-            "{}/accounts/{}/d1/database/{}{suffix}",
+            "{}/accounts/{}/d1/database/{id}{suffix}",
             self.config.base_url.trim_end_matches('/'),
             self.config.account_id,
-            self.config.database_id
         )
+    }
+
+    /// The URL of an operation on the database. A database known only by name (a fleet member
+    /// given as `--member NAME`) is looked up once: only the get operation accepts a name, every
+    /// other one wants the uuid (§4).
+    async fn database_url(&self, suffix: &str) -> Result<String, D1Error> {
+        let id = &self.config.database_id;
+        if looks_like_uuid(id) {
+            return Ok(self.database_url_for(id, suffix));
+        }
+        let uuid = self
+            .resolved_id
+            .get_or_try_init(|| async {
+                let url = format!("{}?fields=uuid,name", self.database_url_for(id, ""));
+                let details: DatabaseDetails = self
+                    .send_read(reqwest::Method::GET, &url, None::<&()>)
+                    .await?;
+                Ok::<String, D1Error>(details.uuid)
+            })
+            .await?;
+        Ok(self.database_url_for(uuid, suffix))
     }
 
     /// `GET /database/{id}`: the database's name and details, to show what a write will target.
     pub async fn database(&self) -> Result<DatabaseDetails, D1Error> {
-        let url = self.database_url("");
+        let url = self.database_url_for(&self.config.database_id, "");
+        self.send_read(reqwest::Method::GET, &url, None::<&()>)
+            .await
+    }
+
+    /// `GET /database?name=…`: one page of the account's databases whose name matches `name`
+    /// (Cloudflare calls it a search; whether it matches a prefix or anywhere in the name is
+    /// not documented, so callers filter the names themselves).
+    pub async fn list_databases(
+        &self,
+        name: Option<&str>,
+        page: u32,
+        per_page: u32,
+    ) -> Result<Vec<DatabaseDetails>, D1Error> {
+        let mut url = format!(
+            "{}/accounts/{}/d1/database?page={page}&per_page={per_page}",
+            self.config.base_url.trim_end_matches('/'),
+            self.config.account_id,
+        );
+        if let Some(name) = name {
+            url.push_str(&format!("&name={}", percent_encode(name)));
+        }
         self.send_read(reqwest::Method::GET, &url, None::<&()>)
             .await
     }
 
     /// Runs statements through `/raw`; `write` decides whether a lost answer may be retried.
     async fn raw(&self, statements: &[Statement], write: bool) -> Result<Vec<Rows>, BackendError> {
-        let url = self.database_url("/raw");
+        let url = self.database_url("/raw").await?;
         let body = match self.config.mode {
             RequestMode::Batch => serde_json::json!({
                 "batch": statements.iter().map(|s| SingleQuery {
@@ -320,6 +394,9 @@ impl D1Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        if let Some(budget) = &self.budget {
+            budget.take().await;
+        }
         tracing::debug!(url, "D1 request");
         let started = std::time::Instant::now();
         let sent = request.send().await;
@@ -367,8 +444,15 @@ impl D1Client {
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
+            // Cloudflare blocks every call for the rest of its lockout, so the whole wait is
+            // honoured, for every client of the process: a request sent early is answered 429
+            // again.
+            let after = Duration::from_secs(retry_after.unwrap_or(1).min(MAX_RETRY_AFTER_SECS));
+            if let Some(budget) = &self.budget {
+                budget.pause(after);
+            }
             return Attempt::Retry {
-                after: Duration::from_secs(retry_after.unwrap_or(1).min(60)),
+                after,
                 error: D1Error::RateLimited { retry_after },
             };
         }
@@ -418,19 +502,26 @@ impl D1Client {
 
     /// `GET …/time_travel/bookmark`: the current bookmark (the rollback point).
     pub async fn bookmark(&self) -> Result<String, D1Error> {
-        let url = self.database_url("/time_travel/bookmark");
+        let url = self.database_url("/time_travel/bookmark").await?;
         let result: BookmarkResult = self
             .send_read(reqwest::Method::GET, &url, None::<&()>)
             .await?;
         Ok(result.bookmark)
     }
 
-    /// `POST …/time_travel/restore?bookmark=B`.
-    pub async fn restore(&self, bookmark: &str) -> Result<RestoreResult, D1Error> {
+    /// `POST …/time_travel/restore?bookmark=B`, or `?timestamp=T` for a point recorded as
+    /// the database's own clock (a fleet member's: `2026-12-01T10:00:00.123Z`). A bookmark is
+    /// hex parts joined by `-` (§7) and never holds a `:`, so the two cannot be confused.
+    pub async fn restore(&self, point: &str) -> Result<RestoreResult, D1Error> {
+        let key = if point.contains(':') {
+            "timestamp"
+        } else {
+            "bookmark"
+        };
         let url = format!(
-            "{}?bookmark={}",
-            self.database_url("/time_travel/restore"),
-            percent_encode(bookmark)
+            "{}?{key}={}",
+            self.database_url("/time_travel/restore").await?,
+            percent_encode(point)
         );
         self.send_write(&url, &serde_json::json!({})).await
     }
@@ -443,7 +534,7 @@ impl D1Client {
         destination: &Path,
         on_poll: &(dyn Fn(&[String]) + Send + Sync),
     ) -> Result<u64, D1Error> {
-        let url = self.database_url("/export");
+        let url = self.database_url("/export").await?;
         let mut request = ExportRequest {
             output_format: "polling".to_owned(),
             dump_options: Some(options),
@@ -565,6 +656,12 @@ fn check_base_url(url: &str) -> Result<(), D1Error> {
         }
         _ => Err(bad("use an https:// URL")),
     }
+}
+
+/// A D1 database uuid (`8-4-4-4-12` hex, or the 32 hex digits without dashes).
+fn looks_like_uuid(id: &str) -> bool {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn percent_encode(text: &str) -> String {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod authorizer;
+pub mod budget;
 pub mod client;
 pub mod dump;
 pub mod pragma;

@@ -15,6 +15,7 @@
 //! 8. report. After a failure, what the target holds is read back from it, never assumed.
 
 pub mod baseline;
+pub mod express;
 pub mod migrate;
 pub mod replace;
 pub mod restore;

@@ -93,6 +93,45 @@ pub fn point_statements(
     ]
 }
 
+/// Records a point that is the database's own clock, read inside the session's one batch
+/// before anything of it is written (a fleet member's: Time Travel restores by timestamp,
+/// §7, so no bookmark request is needed). The session row takes the same text.
+pub fn clock_point_statements(
+    holder: &str,
+    taken_by: &str,
+    command: &str,
+    migrations: &[&str],
+) -> Vec<Statement> {
+    vec![
+        create_points(),
+        Statement::with_params(
+            format!(
+                "INSERT INTO {ROLLBACK_TABLE} (kind, point, taken_at, taken_by, command, migrations) SELECT 'timestamp', now, now, ?, ?, ? FROM (SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now)"
+            ),
+            vec![
+                Value::from(taken_by),
+                Value::from(command),
+                Value::from(migrations.join(",")),
+            ],
+        ),
+        create_sessions(),
+        Statement::with_params(
+            format!(
+                "UPDATE {SESSIONS_TABLE} SET point_kind = 'timestamp', point = (SELECT point FROM {ROLLBACK_TABLE} ORDER BY id DESC LIMIT 1) WHERE holder = ?"
+            ),
+            vec![Value::from(holder)],
+        ),
+    ]
+}
+
+/// Reads back the point a session recorded.
+pub fn point_read_statement(holder: &str) -> Statement {
+    Statement::with_params(
+        format!("SELECT point_kind, point FROM {SESSIONS_TABLE} WHERE holder = ?"),
+        vec![Value::from(holder)],
+    )
+}
+
 /// A session and its point as one record: what a write that replaces the whole database
 /// (a restore, a pull) writes into the database it leaves behind.
 pub fn record_statements(

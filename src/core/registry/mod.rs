@@ -16,6 +16,10 @@ use crate::backend::BackendKind;
 use crate::core::migrations::Layout;
 use crate::d1::client::RequestMode;
 
+mod fleet;
+
+pub use fleet::{FleetSpec, MemberName, member_name, parse_file as parse_fleet_file};
+
 pub const DEFAULT_CONFIG_FILE: &str = "environments.toml";
 pub const DEFAULT_LEDGER: &str = "d1_migrations";
 /// `drift` and `plan` use this word for "the migrations folder", so no environment may take it.
@@ -72,6 +76,14 @@ impl Environment {
         matches!(&self.target, Target::D1(target) if target.simulator)
     }
 
+    /// The databases of a fleet env; `None` for an env of one database.
+    pub fn fleet(&self) -> Option<&FleetSpec> {
+        match &self.target {
+            Target::D1(target) => target.fleet.as_ref(),
+            Target::Sqlite(_) => None,
+        }
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self.target {
             Target::Sqlite(_) => BackendKind::Sqlite,
@@ -110,6 +122,9 @@ pub struct D1Target {
     /// Served by d1ctl's bundled D1 simulator (data under `.d1ctl/sim`) instead of Cloudflare.
     pub simulator: bool,
     pub request_mode: RequestMode,
+    /// A fleet env names many databases (one per tenant); `database_id` is then `None` and
+    /// `database_name` the env's name.
+    pub fleet: Option<FleetSpec>,
 }
 
 impl Registry {
@@ -248,10 +263,11 @@ struct RawEnv {
     token_env: Option<Spanned<String>>,
     simulator: Option<Spanned<bool>>,
     request_mode: Option<Spanned<String>>,
+    fleet: Option<Spanned<fleet::RawFleet>>,
 }
 
 const SQLITE_KEYS: &str = "backend, aliases, protected, before, after, path, wrangler_database_id, wrangler_dir, d1_rules";
-const D1_KEYS: &str = "backend, aliases, protected, before, after, account_id, database_id, database_name, api_base_url, token_env, simulator, request_mode";
+const D1_KEYS: &str = "backend, aliases, protected, before, after, account_id, database_id, database_name, api_base_url, token_env, simulator, request_mode, fleet";
 
 struct Parser<'a> {
     path: &'a Path,
@@ -418,6 +434,24 @@ impl Parser<'_> {
             None => environments.iter().map(|env| env.name.clone()).collect(),
         };
 
+        // A fleet is many databases: no single one of them can be what the next rung is
+        // promoted from.
+        if let Some(position) = ladder.iter().position(|name| {
+            environments
+                .iter()
+                .any(|env| &env.name == name && env.fleet().is_some())
+        }) && let Some(next) = ladder.get(position + 1)
+        {
+            let fleet = &ladder[position];
+            return Err(self.error(
+                project.ladder.as_ref().map(Spanned::span),
+                format!(
+                    "`ladder` puts `{next}` after `{fleet}`, a fleet env: a fleet's databases can be the source of nothing"
+                ),
+                format!("make `{fleet}` the last rung, or leave it off the ladder"),
+            ));
+        }
+
         let layout = match &project.layout {
             None => None,
             Some(layout) => match layout.get_ref().as_str() {
@@ -550,6 +584,11 @@ impl Parser<'_> {
                             raw.request_mode.is_some(),
                             span_of(&raw.request_mode),
                         ),
+                        (
+                            "fleet",
+                            raw.fleet.is_some(),
+                            raw.fleet.as_ref().map(Spanned::span),
+                        ),
                     ],
                     SQLITE_KEYS,
                 )?;
@@ -593,8 +632,33 @@ impl Parser<'_> {
                     None => Ok(None),
                 };
                 let account_id = optional(&raw.account_id, "account_id")?;
+                let fleet = match &raw.fleet {
+                    Some(table) => {
+                        for (key, span) in [
+                            ("database_id", span_of(&raw.database_id)),
+                            ("database_name", span_of(&raw.database_name)),
+                        ] {
+                            if let Some(span) = span {
+                                return Err(self.error(
+                                    Some(span),
+                                    format!("env `{env_name}`: `{key}` and `fleet` together: a fleet env names its databases in `fleet`"),
+                                    format!("delete `{key}`, or delete `fleet` to make `{env_name}` one database"),
+                                ));
+                            }
+                        }
+                        Some(fleet::parse(env_name, table, root).map_err(|mistake| {
+                            self.error(mistake.span, mistake.message, &mistake.hint)
+                        })?)
+                    }
+                    None => None,
+                };
                 let database_id = optional(&raw.database_id, "database_id")?;
-                let Some(database_name) = optional(&raw.database_name, "database_name")? else {
+                let database_name = if fleet.is_some() {
+                    Some(env_name.clone())
+                } else {
+                    optional(&raw.database_name, "database_name")?
+                };
+                let Some(database_name) = database_name else {
                     return Err(self.error(
                         Some(name.span()),
                         format!("env `{env_name}`: missing key `database_name`"),
@@ -658,6 +722,7 @@ impl Parser<'_> {
                     token_env: raw.token_env.as_ref().map(|v| v.get_ref().clone()),
                     simulator,
                     request_mode,
+                    fleet,
                 })
             }
             other => {
