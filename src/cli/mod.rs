@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub(crate) mod fleet_progress;
 pub(crate) mod printer;
 pub(crate) mod prompt;
 pub(crate) mod reporter;
@@ -170,7 +171,19 @@ drift, lint, lock, and with `--rehearse` the rehearsal (the pending migrations o
 target's data: no rows lost, none failed, no foreign key broken). A rollback point (D1 Time
 Travel bookmark, or a SQLite backup under `.d1ctl/backups/`) is taken before the first write,
 and the output ends with the exact rollback command. A `protected` env asks you to type its name; without a terminal it refuses unless
-`--yes` is given (CI=true confirms nothing).")]
+`--yes` is given (CI=true confirms nothing).
+
+Fleet envs (`fleet.…`: one env of many tenant databases) are promoted member by member at the
+`--rate` budget, about one request each: every member is expected in the state of the members
+before it, and one guarded batch takes its lock, records its rollback point (its own clock, for
+Time Travel), applies, releases and verifies. A member in another state is read and takes the
+full path (laggards are brought up, drifted members refused by name).
+  d1ctl promote --to tenants --canary 5    5 members, verified, then ask before the rest
+  d1ctl promote --to tenants --waves 1,10%,100% --yes
+  d1ctl promote --to tenants --member tenant-17
+                                           one member, as an env of one database
+A rerun resumes: each member's own ledger says what it has, nothing is applied twice, and a
+finished member costs one read. Ctrl-C lets members in flight finish and stops.")]
     Promote(PromoteArgs),
 
     /// Restore an environment to a rollback point taken before a promotion.
@@ -516,6 +529,61 @@ pub(crate) struct PromoteArgs {
     /// lost row, failed migration or broken foreign key blocks the promotion.
     #[arg(long)]
     pub(crate) rehearse: bool,
+
+    /// Fleet envs: promote the first N members, verify them, and stop for a confirmation
+    /// (`--yes` goes on). The same as `--waves N,100%`.
+    #[arg(long, value_name = "N", conflicts_with = "waves")]
+    pub(crate) canary: Option<usize>,
+
+    /// Fleet envs: promote in waves of cumulative sizes, e.g. `1,10%,100%`, verifying each
+    /// and asking before the next (`--yes` goes on while no member of a wave failed).
+    #[arg(long, value_name = "SIZES", value_delimiter = ',')]
+    pub(crate) waves: Vec<WaveSize>,
+
+    /// Fleet envs: stop starting members after this many failures (members in flight finish).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) max_failures: usize,
+
+    /// Fleet envs: members promoted at once (all of them within the `--rate` budget).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub(crate) concurrency: usize,
+}
+
+/// A wave's cumulative size: a member count, or a percentage of the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaveSize {
+    Members(usize),
+    Percent(u8),
+}
+
+impl WaveSize {
+    /// How many members the wave reaches in a fleet of `total` (a percentage rounds up).
+    pub(crate) fn of(self, total: usize) -> usize {
+        match self {
+            WaveSize::Members(count) => count.min(total),
+            WaveSize::Percent(percent) => (total * usize::from(percent)).div_ceil(100),
+        }
+    }
+}
+
+impl std::str::FromStr for WaveSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(percent) = text.strip_suffix('%') {
+            return match percent.parse::<u8>() {
+                Ok(percent @ 1..=100) => Ok(WaveSize::Percent(percent)),
+                _ => Err(format!("`{text}`: a wave's percentage is 1% to 100%")),
+            };
+        }
+        match text.parse::<usize>() {
+            Ok(count) if count > 0 => Ok(WaveSize::Members(count)),
+            _ => Err(format!(
+                "`{text}` is not a wave size; write a member count or a percentage, e.g. `1,10%,100%`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -170,7 +170,7 @@ impl Context {
     /// `--member` names (checked against the fleet), or an error saying to name one.
     fn member_of(
         &self,
-        registry: &Registry,
+        _registry: &Registry,
         env: &Environment,
     ) -> anyhow::Result<Option<MemberName>> {
         let Some(fleet) = env.fleet() else {

@@ -19,6 +19,7 @@ use crate::sim::Simulator;
 
 mod connect;
 mod context;
+mod fleet;
 mod output;
 
 mod apply;
@@ -106,7 +107,7 @@ pub(crate) struct Context {
     /// that write (and not their `--dry-run`); for the others a missing folder is an error.
     creates_folders: FolderCreation,
     /// The API budget every D1 client of this run shares (`--rate`).
-    budget: std::sync::Arc<crate::d1::budget::Budget>,
+    pub(crate) budget: std::sync::Arc<crate::d1::budget::Budget>,
     /// `--member`: the one database of a fleet env this run is about.
     member: Option<String>,
 }

@@ -14,6 +14,7 @@ mod engine;
 mod engine_recovery;
 mod export;
 mod files;
+mod fleet;
 mod init;
 mod keyring;
 mod lease;

@@ -79,6 +79,13 @@ pub fn of(snapshot: &Snapshot, state: &LedgerState, ledgers: &Ledgers) -> String
     text
 }
 
+/// A fingerprint's two halves: the schema, and what the ledgers record.
+pub fn halves(fingerprint: &str) -> (&str, &str) {
+    fingerprint
+        .split_once(SEPARATOR)
+        .unwrap_or((fingerprint, ""))
+}
+
 /// The SQL expression computing [`of`] on the database, for a member whose ledgers are
 /// present or absent as in `state` (a ledger read from a table that is absent would fail the
 /// statement, which aborts the batch: the member is not in that state anyway).

@@ -23,6 +23,8 @@ use crate::core::rehearse::Rehearsal;
 use crate::core::write::Outcome;
 use crate::core::write::migrate::{MigrateJob, MigratePlan, Source};
 
+mod fleet;
+
 #[derive(Serialize)]
 struct RungReport {
     environment: String,
@@ -87,9 +89,19 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
     } else {
         vec![target]
     };
-    let mut reports = Vec::new();
+    let mut reports: Vec<serde_json::Value> = Vec::new();
     let mut status = ExitStatus::Success;
     for env in rungs {
+        if context.is_whole_fleet(env) {
+            // A fleet is the last rung (it is the source of nothing).
+            let outcome =
+                fleet::promote_fleet(args, context, &registry, &set, env, dry_run).await?;
+            if outcome.must_act {
+                status = ExitStatus::Failure;
+            }
+            reports.push(outcome.json);
+            break;
+        }
         let report = promote_rung(args, context, &registry, &set, env, dry_run).await?;
         let stop = matches!(report.outcome, "blocked" | "refused" | "failed");
         if stop || report.verified == Some(false) {
@@ -98,7 +110,7 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
         if dry_run && report.outcome == "blocked" {
             status = ExitStatus::Failure;
         }
-        reports.push(report);
+        reports.push(serde_json::to_value(&report)?);
         if stop {
             break;
         }
