@@ -227,6 +227,7 @@ impl Context {
             actor: actor(),
             yes: request.yes,
             dry_run: request.dry_run,
+            session: None,
         };
         match write::run(&target, job, &options, reporter).await {
             Ok(report) => Ok(Ok(report)),

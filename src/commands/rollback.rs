@@ -13,6 +13,9 @@ pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::R
     let registry = context.registry()?;
     let set = context.migrations(&registry)?;
     let env = registry.resolve(&args.environment)?;
+    if context.is_whole_fleet(env) {
+        return rollback_fleet(&args, context, &registry, &set, env).await;
+    }
     let (backend, _) = context.open_target(&registry, env, true).await?;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let job = RestoreJob {
@@ -94,6 +97,106 @@ pub(crate) async fn rollback(args: RollbackArgs, context: &Context) -> anyhow::R
         printer.message(&format!("undo with: {undo}"));
     }
     Ok(ExitStatus::Success)
+}
+
+/// `rollback FLEET --last`: the members of the newest rollout, each to its own point.
+async fn rollback_fleet(
+    args: &RollbackArgs,
+    context: &Context,
+    registry: &crate::core::registry::Registry,
+    set: &crate::core::migrations::MigrationSet,
+    env: &crate::core::registry::Environment,
+) -> anyhow::Result<ExitStatus> {
+    use crate::core::fleet::rollback::{FleetRollback, RestoreOutcome};
+    let printer = &context.printer;
+    if args.bookmark.is_some() {
+        return Err(crate::commands::UserError::new(
+            format!("`--bookmark` names one database's point, and `{}` is a fleet", env.name),
+            format!(
+                "use `d1ctl rollback {} --last` for the members of the newest rollout, or `--member NAME --bookmark POINT` for one",
+                env.name
+            ),
+        )
+        .into());
+    }
+    let fleet = context.fleet(registry, env).await?;
+    let why = format!(
+        "this restores every member the newest write session on `{}` wrote (of {}) to its state before it; later writes to them are lost",
+        env.name,
+        plural(fleet.members.len(), "database")
+    );
+    let rerun = format!("d1ctl rollback {} --last", env.name);
+    if !crate::cli::prompt::confirm(printer, &env.name, &why, args.yes, &rerun) {
+        return Ok(ExitStatus::Failure);
+    }
+    let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
+    let connect = fleet.connect();
+    let rollback = FleetRollback {
+        set,
+        ledgers: &ledgers,
+        env,
+        members: &fleet.members,
+        connect: &connect,
+        backups: &registry.root.join(".d1ctl").join("backups"),
+        command: format!("rollback {} --last", env.name),
+        actor: crate::commands::actor(),
+        concurrency: 8,
+    };
+    let report = rollback.run().await;
+    let count = |outcome: RestoreOutcome| {
+        report
+            .members
+            .iter()
+            .filter(|m| m.outcome == outcome)
+            .count()
+    };
+    let mut out = match (&report.command, &report.started_at) {
+        (Some(command), Some(started)) => format!(
+            "`{}`: undoing `{command}` (session {}, started {started}): {} restored, {} untouched, {} refused, {} failed",
+            env.name,
+            report.session.as_deref().unwrap_or_default(),
+            count(RestoreOutcome::Restored),
+            count(RestoreOutcome::Untouched),
+            count(RestoreOutcome::Refused),
+            count(RestoreOutcome::Failed)
+        ),
+        _ => format!(
+            "`{}`: no write session is recorded on any member; nothing was restored",
+            env.name
+        ),
+    };
+    for member in &report.members {
+        if matches!(
+            member.outcome,
+            RestoreOutcome::Refused | RestoreOutcome::Failed
+        ) {
+            out.push_str(&format!(
+                "\n  {}: {}",
+                member.name,
+                member.reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+    }
+    let failed = count(RestoreOutcome::Refused) + count(RestoreOutcome::Failed) > 0;
+    if failed {
+        printer.error(
+            &out,
+            Some(&format!(
+                "`d1ctl status {}` shows each member's state",
+                env.name
+            )),
+        );
+    } else {
+        printer.message(&out);
+    }
+    if printer.is_json() {
+        printer.json(&report)?;
+    }
+    Ok(if failed || report.session.is_none() {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
 }
 
 fn show_plan(context: &Context, env: &str, plan: &RestorePlan) {

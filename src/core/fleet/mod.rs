@@ -3,6 +3,7 @@
 //! the account's request budget (`rollout`).
 
 pub mod fingerprint;
+pub mod rollback;
 pub mod rollout;
 pub mod survey;
 
@@ -10,6 +11,20 @@ use std::path::Path;
 
 use crate::core::registry::{FleetSpec, MemberName, parse_fleet_file};
 use crate::d1::client::{D1Client, D1Error};
+
+/// The engine's reporter for one member's session: nothing to show (the fleet's command
+/// reports members), nothing to ask (the fleet was confirmed once).
+pub(crate) struct Unattended;
+
+impl crate::core::apply::ApplyReporter for Unattended {}
+
+impl<P> crate::core::write::WriteReporter<P> for Unattended {
+    fn show_plan(&self, _plan: &P, _changed: bool) {}
+
+    fn confirm(&self, _env: &crate::core::registry::Environment, _why: &str, yes: bool) -> bool {
+        yes
+    }
+}
 
 /// Why a fleet's members could not be found.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ use crate::core::registry::{Environment, MemberName};
 use crate::core::schema::{self, Schema, Snapshot};
 use crate::core::write::express::{Expected, ExpressDone, ExpressSession};
 use crate::core::write::migrate::{MigrateJob, MigratePlan, Source};
-use crate::core::write::{self, Outcome, WriteError, WriteReporter};
+use crate::core::write::{self, Outcome, WriteError};
 
 /// How a rollout runs.
 #[derive(Debug, Clone)]
@@ -513,7 +513,7 @@ impl Rollout<'_> {
             ));
             return report;
         }
-        self.other_state(member, backend, read, known).await
+        self.other_state(member, backend, holder, read, known).await
     }
 
     /// A member read before writing.
@@ -565,7 +565,7 @@ impl Rollout<'_> {
                 .read_then_express(member, backend, holder, &group, known)
                 .await;
         }
-        self.other_state(member, backend, read, known).await
+        self.other_state(member, backend, holder, read, known).await
     }
 
     async fn read_then_express(
@@ -623,6 +623,7 @@ impl Rollout<'_> {
         &self,
         member: &MemberName,
         backend: &dyn Backend,
+        holder: &Holder,
         read: EnvironmentRead,
         known: &Mutex<Known>,
     ) -> MemberReport {
@@ -656,7 +657,7 @@ impl Rollout<'_> {
                 });
             }
         }
-        self.full_path(member, backend).await
+        self.full_path(member, backend, holder).await
     }
 
     /// A member whose ledgers record what another state's record, in another schema: its
@@ -699,7 +700,12 @@ impl Rollout<'_> {
         None
     }
 
-    async fn full_path(&self, member: &MemberName, backend: &dyn Backend) -> MemberReport {
+    async fn full_path(
+        &self,
+        member: &MemberName,
+        backend: &dyn Backend,
+        holder: &Holder,
+    ) -> MemberReport {
         let job = MigrateJob {
             set: self.set,
             ledgers: self.ledgers,
@@ -721,9 +727,10 @@ impl Rollout<'_> {
             // The fleet was confirmed once, before its first member.
             yes: true,
             dry_run: false,
+            session: Some(holder.id.clone()),
         };
         let report = MemberReport::new(member, MemberOutcome::Failed, PathTaken::Full);
-        let session = match write::run(&target, &job, &options, &Unattended).await {
+        let session = match write::run(&target, &job, &options, &super::Unattended).await {
             Ok(session) => session,
             Err(error @ WriteError::Locked(_)) => {
                 return MemberReport {
@@ -798,18 +805,4 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         cause = next.source();
     }
     text.join(": ")
-}
-
-/// The engine's reporter for a member's full path: nothing to show (the rollout reports the
-/// member), nothing to ask (the fleet was confirmed once).
-struct Unattended;
-
-impl crate::core::apply::ApplyReporter for Unattended {}
-
-impl WriteReporter<MigratePlan> for Unattended {
-    fn show_plan(&self, _plan: &MigratePlan, _changed: bool) {}
-
-    fn confirm(&self, _env: &Environment, _why: &str, yes: bool) -> bool {
-        yes
-    }
 }

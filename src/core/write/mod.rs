@@ -50,6 +50,10 @@ pub struct Options {
     pub yes: bool,
     /// Plan only.
     pub dry_run: bool,
+    /// The session id to record (the lock holder's id): a fleet's rollout records one id on
+    /// every member, so that `rollback FLEET --last` finds the members of one rollout. `None`
+    /// draws a fresh one.
+    pub session: Option<String>,
 }
 
 /// Whether a plan can be written.
@@ -414,7 +418,10 @@ pub async fn run<J: Job>(
     }
     job.prepare(&shown).await.map_err(WriteError::Prepare)?;
 
-    let holder = Holder::for_this_process(&options.command);
+    let mut holder = Holder::for_this_process(&options.command);
+    if let Some(session) = &options.session {
+        holder.id.clone_from(session);
+    }
     let took_over = take_lock(backend, &env.name, &holder, &options.command).await?;
     if let Some(previous) = &took_over {
         reporter.took_over(previous);

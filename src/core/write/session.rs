@@ -160,6 +160,8 @@ pub struct RecordedPoint {
 /// The newest write session on a database.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastSession {
+    /// The session's id (its lock holder's).
+    pub holder: String,
     pub command: String,
     pub started_at: String,
     pub age_seconds: i64,
@@ -199,7 +201,7 @@ impl History {
 pub async fn read(backend: &dyn Backend, holder: Option<&str>) -> Result<History, BackendError> {
     let session = Statement::with_params(
         format!(
-            "SELECT command, started_at, point, CAST(unixepoch('now') - unixepoch(started_at) AS INTEGER) AS age FROM {SESSIONS_TABLE} WHERE holder IS NOT ? ORDER BY id DESC LIMIT 1"
+            "SELECT holder, command, started_at, point, CAST(unixepoch('now') - unixepoch(started_at) AS INTEGER) AS age FROM {SESSIONS_TABLE} WHERE holder IS NOT ? ORDER BY id DESC LIMIT 1"
         ),
         vec![holder.map_or(Value::Null, Value::from)],
     );
@@ -220,6 +222,7 @@ pub async fn read(backend: &dyn Backend, holder: Option<&str>) -> Result<History
         last_session: sessions.and_then(|rows| {
             let row = rows.rows.first()?;
             Some(LastSession {
+                holder: rows.get(row, "holder").to_text().unwrap_or_default(),
                 command: rows.get(row, "command").to_text().unwrap_or_default(),
                 started_at: rows.get(row, "started_at").to_text().unwrap_or_default(),
                 age_seconds: rows.get(row, "age").as_i64().unwrap_or_default(),

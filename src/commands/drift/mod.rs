@@ -13,6 +13,8 @@ use crate::core::migrations::{Migration, MigrationSet};
 use crate::core::registry::{Environment, RESERVED_NAME, Registry};
 use crate::core::schema::{self, Change, Schema, Snapshot};
 
+mod fleet;
+
 /// One side of a comparison, read and normalised.
 struct Side {
     /// The env name, `migrations`, or `replay`.
@@ -85,6 +87,20 @@ pub(crate) async fn drift(args: DriftArgs, context: &Context) -> anyhow::Result<
     let set = context.migrations(&registry)?;
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
     let ignore = ledgers.ignored_tables();
+
+    // A whole fleet on either side: its members grouped by schema, each group compared.
+    for (side, other) in [
+        (Some(&args.first), args.second.as_ref()),
+        (args.second.as_ref(), Some(&args.first)),
+    ] {
+        if let Some(name) = side.filter(|name| name.as_str() != RESERVED_NAME)
+            && let Ok(env) = registry.resolve(name)
+            && context.is_whole_fleet(env)
+        {
+            let other = other.filter(|o| *o != name).map(String::as_str);
+            return fleet::drift_fleet(context, &registry, &set, &ledgers, env, other).await;
+        }
+    }
 
     let (a, b) = if let Some(second) = &args.second {
         let (a, b) = tokio::join!(
