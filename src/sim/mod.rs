@@ -9,10 +9,12 @@
 //! Result values: INTEGER and REAL become JSON numbers, NULL `null`, TEXT a string and BLOB an
 //! array of byte values (`[1, 2, 255]`).
 
+mod bookmarks;
 mod clock;
 mod conn;
 mod engine;
 mod http;
+mod recency;
 mod registry;
 mod split;
 
@@ -99,7 +101,21 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_fleets(config, &[], listener, shutdown).await
+}
+
+/// [`serve`], first creating (or finding) each fleet `(prefix, count)`: the databases
+/// `{prefix}1` … `{prefix}{count}`, as [`Simulator::create_databases`] does.
+pub async fn serve_with_fleets(
+    config: SimConfig,
+    fleets: &[(String, usize)],
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = Arc::new(App::new(config)?);
+    for (prefix, count) in fleets {
+        app.create_databases(prefix, *count)?;
+    }
     http::serve_app(app, listener, shutdown).await
 }
 
@@ -190,6 +206,14 @@ impl Simulator {
         self.app
             .create_or_find_database(name)
             .expect("the simulator could not create the database")
+    }
+
+    /// Creates (or finds) the databases `{prefix}1` … `{prefix}{count}` at once and returns
+    /// their `(name, uuid)` in that order; they open on first use, so thousands are cheap.
+    pub fn create_databases(&self, prefix: &str, count: usize) -> Vec<(String, String)> {
+        self.app
+            .create_databases(prefix, count)
+            .expect("the simulator could not create the databases")
     }
 
     /// Runs SQL directly against a database (uuid or name), bypassing the API, the authorizer

@@ -6,6 +6,7 @@ mod auth;
 mod databases;
 mod export;
 mod faults;
+mod fleet;
 mod import;
 mod query;
 mod response;
@@ -33,6 +34,7 @@ use self::databases::{
 };
 use self::export::{ExportTask, download_export, export};
 use self::faults::{sim_faults, sim_reset_stats, sim_set_faults, sim_stats};
+use self::fleet::sim_create_databases;
 use self::import::{ImportTask, Upload, import, upload_import};
 pub(crate) use self::query::json_value;
 use self::query::{query, raw};
@@ -148,6 +150,18 @@ impl App {
         Ok(meta.uuid)
     }
 
+    pub(crate) fn create_databases(
+        &self,
+        prefix: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let metas = self.registry.create_many(prefix, count)?;
+        Ok(metas
+            .into_iter()
+            .map(|meta| (meta.name, meta.uuid))
+            .collect())
+    }
+
     pub(crate) fn database_for_test(&self, id: &str) -> anyhow::Result<Arc<Database>> {
         self.registry
             .by_uuid_or_name(id)
@@ -171,9 +185,9 @@ impl App {
             .ok_or_else(|| ApiError::database_not_found(uuid))
     }
 
-    fn details(meta: &DatabaseMeta, database: &Database) -> DatabaseDetails {
-        let (num_tables, file_size) = database.details();
-        DatabaseDetails {
+    fn details(meta: &DatabaseMeta, database: &Database) -> Result<DatabaseDetails, ApiError> {
+        let (num_tables, file_size) = database.details().map_err(ApiError::internal)?;
+        Ok(DatabaseDetails {
             uuid: meta.uuid.clone(),
             name: meta.name.clone(),
             created_at: Some(meta.created_at.clone()),
@@ -185,7 +199,7 @@ impl App {
                 mode: meta.read_replication.clone(),
             }),
             running_in_region: None,
-        }
+        })
     }
 }
 
@@ -242,6 +256,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/__sim/stats", get(sim_stats))
         .route("/__sim/stats/reset", post(sim_reset_stats))
         .route("/__sim/faults", get(sim_faults).post(sim_set_faults))
+        .route("/__sim/databases", post(sim_create_databases))
         .route("/__sim/exports/{token}", get(download_export))
         .route("/__sim/uploads/{filename}", put(upload_import));
     cloudflare.merge(simulator).with_state(app)
