@@ -279,6 +279,15 @@ impl Registry {
             .map(|entry| (entry.meta.clone(), Arc::clone(&entry.database)))
     }
 
+    /// The name of the database `id` addresses: a uuid, or also a name when `or_name`.
+    pub(crate) fn name_of(&self, id: &str, or_name: bool) -> Option<String> {
+        let entries = self.lock();
+        entries
+            .by_uuid(id)
+            .or_else(|| or_name.then(|| entries.by_name(id)).flatten())
+            .map(|entry| entry.meta.name.clone())
+    }
+
     /// One page of the databases whose name contains `name` (all without it), in creation
     /// order, and how many match in all. Only the page's items are copied.
     pub(crate) fn page(
@@ -422,6 +431,8 @@ mod tests {
                 .0,
             single
         );
+        assert_eq!(registry.name_of("t-3", true).as_deref(), Some("t-3"));
+        assert_eq!(registry.name_of("t-3", false), None);
         let names = |(total, page): (u64, Vec<DatabaseMeta>)| {
             (
                 total,
