@@ -54,6 +54,8 @@ pub(super) async fn restore(
     let parameters = query_parameters(&uri)?;
     let target = match (parameters.get("bookmark"), parameters.get("timestamp")) {
         (Some(bookmark), _) => bookmark.clone(),
+        // §7: "the nearest bookmark at or before the timestamp"; how a timestamp read inside a
+        // write relates to that write's bookmark is settled in sim/bookmarks.rs.
         (None, Some(text)) => {
             let millis = parse_time(text)?;
             let lookup = Arc::clone(&database);
