@@ -418,6 +418,11 @@ pub(crate) struct SimArgs {
     /// A database to create at start, `NAME=UUID` (repeatable).
     #[arg(long = "database", value_name = "NAME=UUID")]
     pub(crate) databases: Vec<String>,
+
+    /// A fleet to create at start: `tenant-:200` makes `tenant-1` … `tenant-200`, keeping
+    /// those that exist (repeatable).
+    #[arg(long = "create", value_name = "PREFIX:COUNT")]
+    pub(crate) fleets: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,20 @@ pub(crate) async fn sim(args: SimArgs, context: &Context) -> anyhow::Result<Exit
         };
         databases.push((name.to_owned(), uuid.to_owned()));
     }
+    let mut fleets = Vec::new();
+    for declaration in &args.fleets {
+        let fleet = declaration
+            .rsplit_once(':')
+            .and_then(|(prefix, count)| Some((prefix.to_owned(), count.parse::<usize>().ok()?)));
+        let Some(fleet) = fleet else {
+            return Err(UserError::new(
+                format!("`--create {declaration}` is not PREFIX:COUNT"),
+                "e.g. `--create tenant-:200` for databases tenant-1 … tenant-200",
+            )
+            .into());
+        };
+        fleets.push(fleet);
+    }
     if args.tokens.is_empty() {
         return Err(UserError::new(
             "the simulator needs at least one `--token`",
@@ -40,7 +54,7 @@ pub(crate) async fn sim(args: SimArgs, context: &Context) -> anyhow::Result<Exit
         tokens: args.tokens,
         databases,
     };
-    sim::serve(config, listener, async {
+    sim::serve_with_fleets(config, &fleets, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;

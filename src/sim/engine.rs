@@ -1,21 +1,21 @@
-//! One simulated D1 database: an SQLite connection behind a mutex, the atomic execution of a
-//! request, the authorizer, and time-travel bookmarks backed by snapshot files.
+//! One simulated D1 database: an SQLite connection behind a mutex, opened on first use, the
+//! atomic execution of a request and the authorizer (time-travel bookmarks are in
+//! `bookmarks.rs`).
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
+use std::time::Instant;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, OpenFlags, StatementStatus};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use rusqlite::{Connection, StatementStatus};
 
 use crate::d1::api::{QueryMeta, QueryTimings};
 use crate::d1::authorizer::D1Rules;
 use crate::d1::dump::{self, DumpError, DumpOptions};
 use crate::d1::sqlite_text::describe;
-use crate::sim::clock;
+use crate::sim::bookmarks::Bookmark;
+use crate::sim::recency::OpenDatabases;
 use crate::sim::split::split_statements;
 
 /// D1's limit on the length of one statement, in bytes.
@@ -43,22 +43,19 @@ pub(crate) struct StatementOutput {
 #[error("{0}")]
 pub(crate) struct SqlError(pub(crate) String);
 
-/// A time-travel bookmark and the snapshot holding the database as it was then.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Bookmark {
-    pub(crate) id: String,
-    pub(crate) millis: i64,
-    pub(crate) sequence: u64,
-    /// File name inside the database's snapshot directory.
-    pub(crate) snapshot: String,
+/// A database that could not be opened (its file or snapshot directory failed, or it was
+/// deleted while a request still held it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the database {uuid} is unavailable: {reason}")]
+pub(crate) struct Unavailable {
+    uuid: String,
+    reason: String,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum RestoreError {
-    #[error("no bookmark {0} exists for this database")]
-    UnknownBookmark(String),
-    #[error("{0}")]
-    Failed(String),
+impl From<Unavailable> for SqlError {
+    fn from(error: Unavailable) -> Self {
+        Self(error.to_string())
+    }
 }
 
 /// Where a database keeps its files.
@@ -72,17 +69,31 @@ pub(crate) struct DatabaseFiles {
     pub(crate) snapshots: PathBuf,
 }
 
-struct Inner {
-    connection: Connection,
+/// An open database: its connection and bookmarks.
+pub(crate) struct Inner {
+    pub(crate) connection: Connection,
     rules: D1Rules,
-    bookmarks: Vec<Bookmark>,
-    files: DatabaseFiles,
+    pub(crate) bookmarks: Vec<Bookmark>,
+    pub(crate) files: DatabaseFiles,
+}
+
+/// A database's state behind its mutex: closed until its first use (a fleet of thousands costs
+/// nothing until used), and closed again when [`OpenDatabases`] evicts it (file-backed only).
+struct Slot {
+    open: Option<Inner>,
+    deleted: bool,
 }
 
 /// A simulated D1 database.
 pub(crate) struct Database {
     pub(crate) uuid: String,
-    inner: Mutex<Inner>,
+    files: DatabaseFiles,
+    /// When it was created: the time of its first bookmark.
+    created_millis: i64,
+    /// Present for file-backed databases, which may be closed while idle.
+    open_databases: Option<Arc<OpenDatabases>>,
+    this: Weak<Database>,
+    slot: Mutex<Slot>,
 }
 
 /// Pragmas D1 scopes to one transaction; they are reset after every request.
@@ -91,223 +102,177 @@ const RESET_PRAGMAS: &str = "PRAGMA foreign_keys=ON; PRAGMA case_sensitive_like=
     PRAGMA recursive_triggers=OFF; PRAGMA reverse_unordered_selects=OFF;";
 
 impl Database {
-    /// Opens (or creates) the database, with `_cf_METADATA` and a first bookmark.
-    pub(crate) fn open(uuid: &str, files: DatabaseFiles) -> anyhow::Result<Self> {
-        let mut connection = match &files.database {
-            Some(path) => Connection::open(path)?,
-            None => Connection::open_in_memory()?,
-        };
-        crate::d1::authorizer::harden(&connection)?;
-        connection.execute_batch(
-            "PRAGMA foreign_keys=ON; \
-             CREATE TABLE IF NOT EXISTS _cf_METADATA (key INTEGER PRIMARY KEY, value BLOB);",
-        )?;
-        let rules = D1Rules::install(&mut connection)?;
-        fs_err::create_dir_all(&files.snapshots)?;
-        let bookmarks = match &files.bookmarks {
-            Some(path) if path.exists() => serde_json::from_str(&fs_err::read_to_string(path)?)?,
-            _ => Vec::new(),
-        };
-        let database = Self {
+    /// A database that opens (or creates) its SQLite file on first use. `open_databases`
+    /// limits how many file-backed ones stay open; in-memory ones pass `None`.
+    pub(crate) fn new(
+        uuid: &str,
+        files: DatabaseFiles,
+        created_millis: i64,
+        open_databases: Option<Arc<OpenDatabases>>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             uuid: uuid.to_owned(),
-            inner: Mutex::new(Inner {
+            files,
+            created_millis,
+            open_databases,
+            this: Weak::clone(this),
+            slot: Mutex::new(Slot {
+                open: None,
+                deleted: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` on the open database, opening it first if needed.
+    pub(crate) fn with_open<T>(
+        &self,
+        work: impl FnOnce(&mut Inner) -> T,
+    ) -> Result<T, Unavailable> {
+        let unavailable = |reason: String| Unavailable {
+            uuid: self.uuid.clone(),
+            reason,
+        };
+        let mut slot = self.lock();
+        if slot.deleted {
+            return Err(unavailable("it was deleted".to_owned()));
+        }
+        if slot.open.is_none() {
+            slot.open = Some(self.open_inner().map_err(unavailable)?);
+        }
+        let Some(inner) = slot.open.as_mut() else {
+            return Err(unavailable("it did not open".to_owned()));
+        };
+        let value = work(inner);
+        drop(slot);
+        if let Some(open_databases) = &self.open_databases {
+            open_databases.used(&self.uuid, &self.this);
+        }
+        Ok(value)
+    }
+
+    /// Opens the connection, with `_cf_METADATA` and, for a new database, a first bookmark.
+    fn open_inner(&self) -> Result<Inner, String> {
+        let opened = || -> anyhow::Result<Inner> {
+            let files = self.files.clone();
+            let mut connection = match &files.database {
+                Some(path) => Connection::open(path)?,
+                None => Connection::open_in_memory()?,
+            };
+            crate::d1::authorizer::harden(&connection)?;
+            connection.execute_batch(
+                "PRAGMA foreign_keys=ON; \
+                 CREATE TABLE IF NOT EXISTS _cf_METADATA (key INTEGER PRIMARY KEY, value BLOB);",
+            )?;
+            let rules = D1Rules::install(&mut connection)?;
+            fs_err::create_dir_all(&files.snapshots)?;
+            let bookmarks = match &files.bookmarks {
+                Some(path) if path.exists() => {
+                    serde_json::from_str(&fs_err::read_to_string(path)?)?
+                }
+                _ => Vec::new(),
+            };
+            Ok(Inner {
                 connection,
                 rules,
                 bookmarks,
                 files,
-            }),
+            })
         };
-        {
-            let mut inner = database.lock();
-            if inner.bookmarks.is_empty() {
-                inner
-                    .record_bookmark(uuid)
-                    .map_err(|error| anyhow::anyhow!(error))?;
-            }
+        let mut inner = opened().map_err(|error| format!("{error:#}"))?;
+        if inner.bookmarks.is_empty() {
+            inner.record_bookmark(&self.uuid, Some(self.created_millis))?;
         }
-        Ok(database)
+        Ok(inner)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Closes the connection unless a request is using it; true if it is closed now. Only
+    /// file-backed databases are ever closed (their data stays in the file).
+    pub(crate) fn close_if_idle(&self) -> bool {
+        if self.files.database.is_none() {
+            return false;
+        }
+        match self.slot.try_lock() {
+            Ok(mut slot) => {
+                slot.open = None;
+                true
+            }
+            Err(TryLockError::Poisoned(poisoned)) => {
+                poisoned.into_inner().open = None;
+                true
+            }
+            Err(TryLockError::WouldBlock) => false,
+        }
+    }
+
+    /// True while the SQLite connection is open.
+    #[cfg(test)]
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().open.is_some()
     }
 
     /// Runs every statement of `entries` in one transaction: all commit or none. On success
     /// returns one output per executed statement; a new bookmark is recorded when the database
     /// changed.
     pub(crate) fn execute(&self, entries: &[QueryEntry]) -> Result<Vec<StatementOutput>, SqlError> {
-        let mut inner = self.lock();
-        inner
-            .connection
-            .execute_batch("BEGIN")
-            .map_err(|error| SqlError(describe(&error)))?;
-        let outcome = inner.run_entries(entries);
-        let outcome = match outcome {
-            Ok(outputs) => match inner.connection.execute_batch("COMMIT") {
-                Ok(()) => Ok(outputs),
-                Err(error) => Err(SqlError(describe(&error))),
-            },
-            Err(error) => Err(error),
-        };
-        if !inner.connection.is_autocommit() {
-            // Best effort: SQLite may already have rolled back on its own.
-            let _ = inner.connection.execute_batch("ROLLBACK");
-        }
-        let _ = inner.connection.execute_batch(RESET_PRAGMAS);
-        let mut outputs = outcome?;
-        let size_after = inner.size();
-        if outputs
-            .iter()
-            .any(|output| output.meta.changed_db == Some(true))
-        {
-            inner.record_bookmark(&self.uuid).map_err(SqlError)?;
-        }
-        for output in &mut outputs {
-            output.meta.size_after = Some(size_after);
-        }
-        Ok(outputs)
+        self.with_open(|inner| inner.execute(&self.uuid, entries))?
     }
 
     /// Runs `sql` with every permission and no transaction of its own (test setup); records a
     /// bookmark if it changed the database.
     pub(crate) fn execute_trusted(&self, sql: &str) -> Result<(), SqlError> {
-        let mut inner = self.lock();
-        let before = inner.change_marker();
-        inner
-            .connection
-            .execute_batch(sql)
-            .map_err(|error| SqlError(describe(&error)))?;
-        if inner.change_marker() != before {
-            inner.record_bookmark(&self.uuid).map_err(SqlError)?;
-        }
-        Ok(())
+        self.with_open(|inner| {
+            inner.wait_past_last_bookmark();
+            let before = inner.change_marker();
+            inner
+                .connection
+                .execute_batch(sql)
+                .map_err(|error| SqlError(describe(&error)))?;
+            if inner.change_marker() != before {
+                inner.record_bookmark(&self.uuid, None).map_err(SqlError)?;
+            }
+            Ok(())
+        })?
     }
 
     /// Rows of one trusted query.
     pub(crate) fn query_trusted(&self, sql: &str) -> Result<Vec<Vec<Value>>, SqlError> {
-        let inner = self.lock();
-        let run = || -> rusqlite::Result<Vec<Vec<Value>>> {
-            let mut statement = inner.connection.prepare(sql)?;
-            let count = statement.column_count();
-            let mut rows = statement.query([])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(
-                    (0..count)
-                        .map(|index| row.get::<_, Value>(index))
-                        .collect::<Result<_, _>>()?,
-                );
-            }
-            Ok(out)
-        };
-        run().map_err(|error| SqlError(describe(&error)))
+        self.with_open(|inner| {
+            let run = || -> rusqlite::Result<Vec<Vec<Value>>> {
+                let mut statement = inner.connection.prepare(sql)?;
+                let count = statement.column_count();
+                let mut rows = statement.query([])?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(
+                        (0..count)
+                            .map(|index| row.get::<_, Value>(index))
+                            .collect::<Result<_, _>>()?,
+                    );
+                }
+                Ok(out)
+            };
+            run().map_err(|error| SqlError(describe(&error)))
+        })?
     }
 
     /// (`num_tables`, `file_size`) for the database details.
-    pub(crate) fn details(&self) -> (u64, u64) {
-        let inner = self.lock();
-        let tables = inner
-            .connection
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
-                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .unwrap_or(0);
-        (u64::try_from(tables).unwrap_or(0), inner.size())
-    }
-
-    /// The newest bookmark.
-    pub(crate) fn current_bookmark(&self) -> String {
-        let inner = self.lock();
-        inner
-            .bookmarks
-            .last()
-            .map(|bookmark| bookmark.id.clone())
-            .unwrap_or_default()
-    }
-
-    /// The newest bookmark taken at or before `millis`.
-    pub(crate) fn bookmark_at(&self, millis: i64) -> Option<String> {
-        let inner = self.lock();
-        inner
-            .bookmarks
-            .iter()
-            .rev()
-            .find(|bookmark| bookmark.millis <= millis)
-            .map(|bookmark| bookmark.id.clone())
-    }
-
-    /// Replaces the database with the snapshot of `bookmark`. Returns (new bookmark, previous
-    /// bookmark).
-    pub(crate) fn restore(&self, bookmark: &str) -> Result<(String, String), RestoreError> {
-        let mut inner = self.lock();
-        let target = inner
-            .bookmarks
-            .iter()
-            .find(|candidate| candidate.id == bookmark)
-            .cloned()
-            .ok_or_else(|| RestoreError::UnknownBookmark(bookmark.to_owned()))?;
-        let previous = inner
-            .bookmarks
-            .last()
-            .map(|last| last.id.clone())
-            .unwrap_or_default();
-        let snapshot = inner.files.snapshots.join(&target.snapshot);
-        let failed = |error: rusqlite::Error| RestoreError::Failed(describe(&error));
-        {
-            let source = Connection::open_with_flags(&snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                .map_err(failed)?;
-            crate::d1::authorizer::harden(&source).map_err(failed)?;
-            let backup =
-                rusqlite::backup::Backup::new(&source, &mut inner.connection).map_err(failed)?;
-            backup
-                .run_to_completion(256, Duration::ZERO, None)
-                .map_err(failed)?;
-        }
-        let new = inner
-            .record_bookmark(&self.uuid)
-            .map_err(RestoreError::Failed)?;
-        Ok((new, previous))
-    }
-
-    /// Runs the SQL file at `path` as one atomic request (the import protocol). Returns the
-    /// number of statements, their combined meta and the bookmark after the import.
-    pub(crate) fn import_file(&self, path: &Path) -> Result<(u64, QueryMeta, String), SqlError> {
-        let sql = fs_err::read_to_string(path).map_err(|error| SqlError(error.to_string()))?;
-        let outputs = self.execute(&[QueryEntry {
-            sql,
-            params: Vec::new(),
-        }])?;
-        let sum = |pick: fn(&QueryMeta) -> Option<u64>| {
-            outputs
-                .iter()
-                .map(|output| pick(&output.meta).unwrap_or(0))
-                .sum::<u64>()
-        };
-        let duration: f64 = outputs
-            .iter()
-            .map(|output| output.meta.duration.unwrap_or(0.0))
-            .sum();
-        let meta = QueryMeta {
-            changed_db: Some(
-                outputs
-                    .iter()
-                    .any(|output| output.meta.changed_db == Some(true)),
-            ),
-            changes: Some(sum(|meta| meta.changes)),
-            duration: Some(duration),
-            last_row_id: outputs.last().and_then(|output| output.meta.last_row_id),
-            rows_read: Some(sum(|meta| meta.rows_read)),
-            rows_written: Some(sum(|meta| meta.rows_written)),
-            size_after: outputs.last().and_then(|output| output.meta.size_after),
-            timings: Some(QueryTimings {
-                sql_duration_ms: Some(duration),
-            }),
-            ..QueryMeta::default()
-        };
-        Ok((outputs.len() as u64, meta, self.current_bookmark()))
+    pub(crate) fn details(&self) -> Result<(u64, u64), Unavailable> {
+        self.with_open(|inner| {
+            let tables = inner
+                .connection
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .unwrap_or(0);
+            (u64::try_from(tables).unwrap_or(0), inner.size())
+        })
     }
 
     /// Writes D1's dump of the database to `path`. `on_start` receives the bookmark being
@@ -318,32 +283,67 @@ impl Database {
         path: &Path,
         on_start: impl FnOnce(&str),
     ) -> Result<(), DumpError> {
-        let inner = self.lock();
-        on_start(
-            &inner
-                .bookmarks
-                .last()
-                .map(|bookmark| bookmark.id.clone())
-                .unwrap_or_default(),
-        );
-        let file = fs_err::File::create(path)?;
-        inner.connection.execute_batch("BEGIN")?;
-        let result = dump::write_dump(&inner.connection, options, BufWriter::new(file));
-        let _ = inner.connection.execute_batch("ROLLBACK");
-        result.map(drop)
+        self.with_open(|inner| {
+            on_start(&inner.newest_bookmark());
+            let file = fs_err::File::create(path)?;
+            inner.connection.execute_batch("BEGIN")?;
+            let result = dump::write_dump(&inner.connection, options, BufWriter::new(file));
+            let _ = inner.connection.execute_batch("ROLLBACK");
+            result.map(drop)
+        })
+        .map_err(|error| DumpError::Io(std::io::Error::other(error)))?
     }
 
-    /// Deletes the snapshot files (the database itself is removed by the registry).
+    /// Closes the database for good and deletes its snapshot files (the database file itself
+    /// is removed by the registry). Never opens it.
     pub(crate) fn remove_files(&self) {
-        let inner = self.lock();
-        let _ = fs_err::remove_dir_all(&inner.files.snapshots);
-        if let Some(path) = &inner.files.bookmarks {
+        let mut slot = self.lock();
+        slot.open = None;
+        slot.deleted = true;
+        let _ = fs_err::remove_dir_all(&self.files.snapshots);
+        if let Some(path) = &self.files.bookmarks {
             let _ = fs_err::remove_file(path);
         }
     }
 }
 
 impl Inner {
+    fn execute(
+        &mut self,
+        uuid: &str,
+        entries: &[QueryEntry],
+    ) -> Result<Vec<StatementOutput>, SqlError> {
+        self.wait_past_last_bookmark();
+        self.connection
+            .execute_batch("BEGIN")
+            .map_err(|error| SqlError(describe(&error)))?;
+        let outcome = self.run_entries(entries);
+        let outcome = match outcome {
+            Ok(outputs) => match self.connection.execute_batch("COMMIT") {
+                Ok(()) => Ok(outputs),
+                Err(error) => Err(SqlError(describe(&error))),
+            },
+            Err(error) => Err(error),
+        };
+        if !self.connection.is_autocommit() {
+            // Best effort: SQLite may already have rolled back on its own.
+            let _ = self.connection.execute_batch("ROLLBACK");
+        }
+        let _ = self.connection.execute_batch(RESET_PRAGMAS);
+        let mut outputs = outcome?;
+        let size_after = self.size();
+        if outputs
+            .iter()
+            .any(|output| output.meta.changed_db == Some(true))
+        {
+            self.record_bookmark(uuid, None).map_err(SqlError)?;
+        }
+        for output in &mut outputs {
+            output.meta.size_after = Some(size_after);
+        }
+        Ok(outputs)
+    }
+
     fn size(&self) -> u64 {
         let pragma = |name: &str| {
             self.connection
@@ -474,54 +474,6 @@ impl Inner {
             meta,
         })
     }
-
-    /// Snapshots the database and appends a bookmark for it; returns the bookmark.
-    fn record_bookmark(&mut self, uuid: &str) -> Result<String, String> {
-        let last = self.bookmarks.last();
-        let millis = clock::now_millis().max(last.map_or(0, |bookmark| bookmark.millis));
-        let sequence = last.map_or(1, |bookmark| bookmark.sequence + 1);
-        let id = bookmark_id(uuid, millis, sequence);
-        let snapshot = format!("{sequence:010}.sqlite");
-        let path = self.files.snapshots.join(&snapshot);
-        if path.exists() {
-            fs_err::remove_file(&path).map_err(|error| error.to_string())?;
-        }
-        let target = path
-            .to_str()
-            .ok_or_else(|| format!("snapshot path {} is not UTF-8", path.display()))?;
-        self.connection
-            .execute("VACUUM INTO ?1", [target])
-            .map_err(|error| describe(&error))?;
-        self.bookmarks.push(Bookmark {
-            id: id.clone(),
-            millis,
-            sequence,
-            snapshot,
-        });
-        if let Some(file) = &self.files.bookmarks {
-            let text = serde_json::to_string(&self.bookmarks).map_err(|error| error.to_string())?;
-            let temporary = file.with_extension("json.tmp");
-            fs_err::write(&temporary, text).map_err(|error| error.to_string())?;
-            fs_err::rename(&temporary, file).map_err(|error| error.to_string())?;
-        }
-        Ok(id)
-    }
-}
-
-/// `%08x-%08x-%08x-<32 hex>`: milliseconds (high, low 32 bits), sequence, and a hash. Fixed
-/// width hex, so bookmarks sort oldest first.
-pub(crate) fn bookmark_id(uuid: &str, millis: i64, sequence: u64) -> String {
-    let millis = u64::try_from(millis).unwrap_or(0);
-    let mut hasher = Sha256::new();
-    hasher.update(format!("{uuid}/{millis}/{sequence}").as_bytes());
-    let digest = hex::encode(hasher.finalize());
-    format!(
-        "{:08x}-{:08x}-{:08x}-{}",
-        (millis >> 32) & 0xffff_ffff,
-        millis & 0xffff_ffff,
-        sequence & 0xffff_ffff,
-        &digest[..32]
-    )
 }
 
 #[cfg(test)]
@@ -529,18 +481,19 @@ mod tests {
     use super::*;
     use crate::d1::authorizer::TRANSACTION_REFUSED;
 
-    fn memory_database() -> (Database, PathBuf) {
+    fn memory_database() -> (Arc<Database>, PathBuf) {
         let snapshots =
             std::env::temp_dir().join(format!("d1ctl-sim-test-{}", uuid::Uuid::new_v4()));
-        let database = Database::open(
+        let database = Database::new(
             "db",
             DatabaseFiles {
                 database: None,
                 bookmarks: None,
                 snapshots: snapshots.clone(),
             },
-        )
-        .unwrap();
+            crate::sim::clock::now_millis(),
+            None,
+        );
         (database, snapshots)
     }
 
@@ -549,16 +502,6 @@ mod tests {
             sql: sql.to_owned(),
             params: Vec::new(),
         }
-    }
-
-    #[test]
-    fn bookmarks_sort_by_time_then_sequence() {
-        let first = bookmark_id("x", 1_700_000_000_000, 1);
-        let second = bookmark_id("x", 1_700_000_000_000, 2);
-        let third = bookmark_id("x", 1_700_000_000_001, 3);
-        assert!(first < second && second < third);
-        assert_eq!(first.len(), 8 * 3 + 32 + 3);
-        assert!(first.starts_with("0000018b-cfe56800-00000001-"));
     }
 
     #[test]

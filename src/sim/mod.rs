@@ -9,10 +9,12 @@
 //! Result values: INTEGER and REAL become JSON numbers, NULL `null`, TEXT a string and BLOB an
 //! array of byte values (`[1, 2, 255]`).
 
+mod bookmarks;
 mod clock;
 mod conn;
 mod engine;
 mod http;
+mod recency;
 mod registry;
 mod split;
 
@@ -76,9 +78,30 @@ pub struct Faults {
     pub rate_limit_burst: u32,
     /// The `Retry-After` seconds of simulated 429 answers.
     pub retry_after_secs: u64,
-    /// A real rate limit: at most this many Cloudflare-API requests per minute (fixed window),
-    /// then 429 until the window ends. 0 disables it.
-    pub requests_per_minute: u32,
+    /// Cloudflare's rate limit with its lockout, per credential; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Cloudflare's API rate limit (d1-platform.md §3, §12: 1,200 requests per 5 minutes per
+/// user, then HTTP 429 with code 971 and every call blocked for 5 minutes), kept per credential
+/// (the bearer token, or the `X-Auth-Key`): a request that would make more than `requests`
+/// Cloudflare-API requests within the last `window_ms` is answered 429 without executing, and
+/// its credential is locked out for `lockout_ms`, during which every request is answered 429
+/// without executing too. Refused requests do not fill the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window_ms: u64,
+    pub lockout_ms: u64,
+}
+
+impl RateLimit {
+    /// Cloudflare's documented numbers.
+    pub const CLOUDFLARE: RateLimit = RateLimit {
+        requests: 1200,
+        window_ms: 300_000,
+        lockout_ms: 300_000,
+    };
 }
 
 /// Counts of Cloudflare-API requests (not `/__sim/` ones), by endpoint: `list_databases`,
@@ -91,6 +114,19 @@ pub struct Stats {
     /// Requests committed and held without an answer (`Faults::hold_after_commit`).
     #[serde(default)]
     pub held: u64,
+    /// Requests answered 429 by [`Faults::rate_limit`], on exceeding it or during a lockout
+    /// (not the simulated bursts of `rate_limit_burst`).
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Times a lockout of [`Faults::rate_limit`] began.
+    #[serde(default)]
+    pub lockouts: u64,
+    /// Requests that addressed one database (every route with a `{database_id}`: query, raw,
+    /// get, update, delete, export, import, bookmark, restore), keyed by the database's name,
+    /// counted like `by_endpoint` (so also those refused by a rate limit or authentication).
+    /// A request naming no existing database is not counted here.
+    #[serde(default)]
+    pub by_database: BTreeMap<String, u64>,
 }
 
 /// Serves the simulator on an already-bound listener until `shutdown` resolves.
@@ -99,7 +135,21 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_fleets(config, &[], listener, shutdown).await
+}
+
+/// [`serve`], first creating (or finding) each fleet `(prefix, count)`: the databases
+/// `{prefix}1` … `{prefix}{count}`, as [`Simulator::create_databases`] does.
+pub async fn serve_with_fleets(
+    config: SimConfig,
+    fleets: &[(String, usize)],
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = Arc::new(App::new(config)?);
+    for (prefix, count) in fleets {
+        app.create_databases(prefix, *count)?;
+    }
     http::serve_app(app, listener, shutdown).await
 }
 
@@ -190,6 +240,14 @@ impl Simulator {
         self.app
             .create_or_find_database(name)
             .expect("the simulator could not create the database")
+    }
+
+    /// Creates (or finds) the databases `{prefix}1` … `{prefix}{count}` at once and returns
+    /// their `(name, uuid)` in that order; they open on first use, so thousands are cheap.
+    pub fn create_databases(&self, prefix: &str, count: usize) -> Vec<(String, String)> {
+        self.app
+            .create_databases(prefix, count)
+            .expect("the simulator could not create the databases")
     }
 
     /// Runs SQL directly against a database (uuid or name), bypassing the API, the authorizer

@@ -26,5 +26,6 @@ mod rehearse;
 mod release;
 mod rows;
 mod sim;
+mod sim_fleet;
 mod simulated;
 mod wrangler;

@@ -39,6 +39,26 @@ impl App {
     }
 }
 
+/// The credential a request carries, as sent: the bearer token, or else the `X-Auth-Key`.
+pub(super) fn credential(headers: &HeaderMap) -> Option<String> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+    };
+    let bearer = header(AUTHORIZATION.as_str()).and_then(|value| {
+        value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+    });
+    bearer
+        .or_else(|| header("x-auth-key"))
+        .filter(|credential| !credential.is_empty())
+        .map(str::to_owned)
+}
+
 pub(super) fn valid_account(path: &str) -> bool {
     let account = path
         .strip_prefix("/client/v4/accounts/")

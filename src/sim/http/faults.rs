@@ -1,7 +1,7 @@
 //! Statistics, rate limits and injected faults, and the `/__sim` routes that read and set them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -9,14 +9,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use super::rate_limit::Decision;
 use super::{App, lock};
 use crate::sim::{Faults, Stats};
 
 impl App {
-    pub(super) fn count(&self, endpoint: &str) {
+    /// Counts a Cloudflare-API request to `endpoint`, and to the database named `database`.
+    pub(super) fn count(&self, endpoint: &str, database: Option<String>) {
         let mut stats = lock(&self.stats);
         stats.total += 1;
         *stats.by_endpoint.entry(endpoint.to_owned()).or_default() += 1;
+        if let Some(name) = database {
+            *stats.by_database.entry(name).or_default() += 1;
+        }
     }
 
     /// Decrements the counter `pick` selects; true if it was positive.
@@ -41,33 +46,29 @@ impl App {
         lock(&self.stats).held += 1;
     }
 
-    /// `Some(retry_after_secs)` when this request must be answered with 429.
-    pub(super) fn rate_limited(&self) -> Option<u64> {
-        let limit = {
-            let mut faults = lock(&self.faults);
-            if faults.rate_limit_burst > 0 {
-                faults.rate_limit_burst -= 1;
-                return Some(faults.retry_after_secs);
-            }
-            faults.requests_per_minute
-        };
-        if limit == 0 {
-            return None;
-        }
-        let window_length = Duration::from_secs(60);
-        let now = Instant::now();
-        let mut window = lock(&self.window);
-        match *window {
-            Some((start, count)) if now.duration_since(start) < window_length => {
-                if count >= limit {
-                    let remaining = window_length.saturating_sub(now.duration_since(start));
-                    return Some(remaining.as_secs() + 1);
-                }
-                *window = Some((start, count + 1));
-            }
-            _ => *window = Some((now, 1)),
+    /// `Some(retry_after_secs)` when `Faults::rate_limit_burst` answers this request 429.
+    pub(super) fn burst_rate_limited(&self) -> Option<u64> {
+        let mut faults = lock(&self.faults);
+        if faults.rate_limit_burst > 0 {
+            faults.rate_limit_burst -= 1;
+            return Some(faults.retry_after_secs);
         }
         None
+    }
+
+    /// What `Faults::rate_limit` decides about a request of `credential` (`None` without a
+    /// limit), counting refusals and lockouts.
+    pub(super) fn check_rate_limit(&self, credential: &str) -> Option<Decision> {
+        let limit = lock(&self.faults).rate_limit?;
+        let decision = lock(&self.rate_limiter).check(credential, limit, Instant::now());
+        if let Decision::Refused { lockout_began, .. } = decision {
+            let mut stats = lock(&self.stats);
+            stats.rate_limited += 1;
+            if lockout_began {
+                stats.lockouts += 1;
+            }
+        }
+        Some(decision)
     }
 }
 

@@ -15,7 +15,10 @@ use tokio::sync::watch;
 
 use super::response::{ApiError, blocking, parse_body, respond};
 use super::{App, Outcome, lock, wait_for};
-use crate::d1::api::{ImportOutcome, ImportPolling, ImportRequest, PollStatus};
+use crate::d1::api::{
+    ImportOutcome, ImportPolling, ImportRequest, PollStatus, QueryMeta, QueryTimings,
+};
+use crate::sim::engine::{Database, QueryEntry, SqlError};
 
 pub(super) struct ImportTask {
     at_bookmark: String,
@@ -99,12 +102,11 @@ pub(super) async fn import(
                 ));
             }
             let bookmark_database = Arc::clone(&database);
-            let at_bookmark = blocking(move || bookmark_database.current_bookmark()).await?;
+            let at_bookmark = blocking(move || bookmark_database.current_bookmark()).await??;
             let (sender, done) = watch::channel(None);
             let path = upload.path.clone();
             tokio::task::spawn_blocking(move || {
-                let outcome = database
-                    .import_file(&path)
+                let outcome = import_file(&database, &path)
                     .map(|(num_queries, meta, final_bookmark)| ImportOutcome {
                         final_bookmark,
                         num_queries,
@@ -195,4 +197,46 @@ pub(super) async fn upload_import(
         }
         Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
+}
+
+/// Runs the SQL file at `path` as one atomic request (the import protocol). Returns the
+/// number of statements, their combined meta and the bookmark after the import.
+fn import_file(
+    database: &Database,
+    path: &std::path::Path,
+) -> Result<(u64, QueryMeta, String), SqlError> {
+    let sql = fs_err::read_to_string(path).map_err(|error| SqlError(error.to_string()))?;
+    let outputs = database.execute(&[QueryEntry {
+        sql,
+        params: Vec::new(),
+    }])?;
+    let sum = |pick: fn(&QueryMeta) -> Option<u64>| {
+        outputs
+            .iter()
+            .map(|output| pick(&output.meta).unwrap_or(0))
+            .sum::<u64>()
+    };
+    let duration: f64 = outputs
+        .iter()
+        .map(|output| output.meta.duration.unwrap_or(0.0))
+        .sum();
+    let meta = QueryMeta {
+        changed_db: Some(
+            outputs
+                .iter()
+                .any(|output| output.meta.changed_db == Some(true)),
+        ),
+        changes: Some(sum(|meta| meta.changes)),
+        duration: Some(duration),
+        last_row_id: outputs.last().and_then(|output| output.meta.last_row_id),
+        rows_read: Some(sum(|meta| meta.rows_read)),
+        rows_written: Some(sum(|meta| meta.rows_written)),
+        size_after: outputs.last().and_then(|output| output.meta.size_after),
+        timings: Some(QueryTimings {
+            sql_duration_ms: Some(duration),
+        }),
+        ..QueryMeta::default()
+    };
+    let bookmark = database.current_bookmark()?;
+    Ok((outputs.len() as u64, meta, bookmark))
 }

@@ -6,8 +6,10 @@ mod auth;
 mod databases;
 mod export;
 mod faults;
+mod fleet;
 mod import;
 mod query;
+mod rate_limit;
 mod response;
 mod time_travel;
 
@@ -16,7 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -27,15 +29,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tokio::sync::watch;
 
-use self::auth::valid_account;
+use self::auth::{credential, valid_account};
 use self::databases::{
     create_database, delete_database, get_database, list_databases, patch_database, update_database,
 };
 use self::export::{ExportTask, download_export, export};
 use self::faults::{sim_faults, sim_reset_stats, sim_set_faults, sim_stats};
+use self::fleet::sim_create_databases;
 use self::import::{ImportTask, Upload, import, upload_import};
 pub(crate) use self::query::json_value;
 use self::query::{query, raw};
+use self::rate_limit::RateLimiter;
 use self::response::ApiError;
 use self::time_travel::{get_bookmark, restore};
 use crate::d1::api::{DatabaseDetails, ReadReplication};
@@ -66,7 +70,7 @@ pub(crate) struct App {
     root: PathBuf,
     stats: Mutex<Stats>,
     faults: Mutex<Faults>,
-    window: Mutex<Option<(Instant, u32)>>,
+    rate_limiter: Mutex<RateLimiter>,
     exports: Mutex<HashMap<String, ExportTask>>,
     downloads: Mutex<HashMap<String, PathBuf>>,
     uploads: Mutex<HashMap<String, Upload>>,
@@ -110,7 +114,7 @@ impl App {
             root,
             stats: Mutex::new(Stats::default()),
             faults: Mutex::new(Faults::default()),
-            window: Mutex::new(None),
+            rate_limiter: Mutex::new(RateLimiter::default()),
             exports: Mutex::new(HashMap::new()),
             downloads: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
@@ -134,7 +138,7 @@ impl App {
 
     pub(crate) fn set_faults(&self, faults: Faults) {
         *lock(&self.faults) = faults;
-        *lock(&self.window) = None;
+        *lock(&self.rate_limiter) = RateLimiter::default();
     }
 
     pub(crate) fn create_or_find_database(&self, name: &str) -> anyhow::Result<String> {
@@ -146,6 +150,18 @@ impl App {
             ..NewDatabase::default()
         })?;
         Ok(meta.uuid)
+    }
+
+    pub(crate) fn create_databases(
+        &self,
+        prefix: &str,
+        count: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let metas = self.registry.create_many(prefix, count)?;
+        Ok(metas
+            .into_iter()
+            .map(|meta| (meta.name, meta.uuid))
+            .collect())
     }
 
     pub(crate) fn database_for_test(&self, id: &str) -> anyhow::Result<Arc<Database>> {
@@ -171,9 +187,9 @@ impl App {
             .ok_or_else(|| ApiError::database_not_found(uuid))
     }
 
-    fn details(meta: &DatabaseMeta, database: &Database) -> DatabaseDetails {
-        let (num_tables, file_size) = database.details();
-        DatabaseDetails {
+    fn details(meta: &DatabaseMeta, database: &Database) -> Result<DatabaseDetails, ApiError> {
+        let (num_tables, file_size) = database.details().map_err(ApiError::internal)?;
+        Ok(DatabaseDetails {
             uuid: meta.uuid.clone(),
             name: meta.name.clone(),
             created_at: Some(meta.created_at.clone()),
@@ -185,7 +201,7 @@ impl App {
                 mode: meta.read_replication.clone(),
             }),
             running_in_region: None,
-        }
+        })
     }
 }
 
@@ -242,6 +258,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/__sim/stats", get(sim_stats))
         .route("/__sim/stats/reset", post(sim_reset_stats))
         .route("/__sim/faults", get(sim_faults).post(sim_set_faults))
+        .route("/__sim/databases", post(sim_create_databases))
         .route("/__sim/exports/{token}", get(download_export))
         .route("/__sim/uploads/{filename}", put(upload_import));
     cloudflare.merge(simulator).with_state(app)
@@ -268,6 +285,14 @@ fn endpoint_name(method: &Method, matched: Option<&str>) -> &'static str {
     }
 }
 
+/// The database a request's path addresses (`…/database/{database_id}…`) and whether the
+/// route takes a name there too (only GET of the database does, §4).
+fn addressed_database(path: &str, endpoint: &str) -> Option<(String, bool)> {
+    let (_, rest) = path.split_once("/d1/database/")?;
+    let id = rest.split('/').next().filter(|id| !id.is_empty())?;
+    Some((id.to_owned(), endpoint == "get_database"))
+}
+
 /// Runs before every Cloudflare-API request: counting, latency, rate limits, authentication.
 async fn gate(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
@@ -281,23 +306,42 @@ async fn gate(State(app): State<Arc<App>>, request: Request, next: Next) -> Resp
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
-    app.count(endpoint);
+    let database = addressed_database(&path, endpoint)
+        .filter(|_| endpoint != "unknown")
+        .and_then(|(id, or_name)| app.registry.name_of(&id, or_name));
+    app.count(endpoint, database);
     let latency = lock(&app.faults).latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    if let Some(retry_after) = app.rate_limited() {
+    if let Some(retry_after) = app.burst_rate_limited() {
         return ApiError::rate_limited(retry_after).into_response();
     }
-    if endpoint != "unknown" {
-        if let Err(error) = app.authenticate(request.headers()) {
-            return error.into_response();
-        }
-        if !valid_account(&path) {
-            return ApiError::no_route(StatusCode::BAD_REQUEST, &path).into_response();
-        }
+    // The limit is per user (§12); the simulator keys it by the credential as sent, before
+    // checking it, and lets requests without one through to be refused by authentication
+    // (the reference says nothing of how Cloudflare counts those).
+    let decision =
+        credential(request.headers()).and_then(|credential| app.check_rate_limit(&credential));
+    if let Some(decision @ rate_limit::Decision::Refused { .. }) = decision {
+        let mut response = ApiError::rate_limited(0).into_response();
+        decision.write_headers(response.headers_mut());
+        return response;
     }
-    next.run(request).await
+    let mut response = 'answer: {
+        if endpoint != "unknown" {
+            if let Err(error) = app.authenticate(request.headers()) {
+                break 'answer error.into_response();
+            }
+            if !valid_account(&path) {
+                break 'answer ApiError::no_route(StatusCode::BAD_REQUEST, &path).into_response();
+            }
+        }
+        next.run(request).await
+    };
+    if let Some(decision) = decision {
+        decision.write_headers(response.headers_mut());
+    }
+    response
 }
 
 async fn no_route(uri: Uri) -> ApiError {
@@ -322,5 +366,22 @@ mod tests {
         );
         assert_eq!(endpoint_name(&Method::DELETE, Some(DATABASES)), "unknown");
         assert_eq!(endpoint_name(&Method::GET, None), "unknown");
+    }
+
+    #[test]
+    fn addressed_databases() {
+        let path = "/client/v4/accounts/a/d1/database/tenant-1/time_travel/bookmark";
+        assert_eq!(
+            addressed_database(path, "get_bookmark"),
+            Some(("tenant-1".to_owned(), false))
+        );
+        assert_eq!(
+            addressed_database("/client/v4/accounts/a/d1/database/x", "get_database"),
+            Some(("x".to_owned(), true))
+        );
+        assert_eq!(
+            addressed_database("/client/v4/accounts/a/d1/database", "list_databases"),
+            None
+        );
     }
 }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 use super::App;
 use crate::d1::api::{ApiMessage, DatabaseDetails, Envelope};
-use crate::sim::engine::Database;
+use crate::sim::engine::{Database, Unavailable};
 use crate::sim::registry::DatabaseMeta;
 
 /// A Cloudflare failure envelope with its HTTP status.
@@ -93,6 +93,12 @@ impl ApiError {
     }
 }
 
+impl From<Unavailable> for ApiError {
+    fn from(error: Unavailable) -> Self {
+        Self::internal(error)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
@@ -119,7 +125,7 @@ pub(super) async fn details_of(
     meta: DatabaseMeta,
     database: Arc<Database>,
 ) -> Result<DatabaseDetails, ApiError> {
-    blocking(move || App::details(&meta, &database)).await
+    blocking(move || App::details(&meta, &database)).await?
 }
 
 pub(super) fn respond<T: Serialize>(status: StatusCode, result: T) -> Response {

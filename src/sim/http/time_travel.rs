@@ -9,8 +9,8 @@ use axum::response::Response;
 use super::App;
 use super::response::{ApiError, blocking, query_parameters, respond};
 use crate::d1::api::{BookmarkResult, RestoreResult};
+use crate::sim::bookmarks::RestoreError;
 use crate::sim::clock;
-use crate::sim::engine::RestoreError;
 
 fn parse_time(text: &str) -> Result<i64, ApiError> {
     clock::parse_timestamp(text).ok_or_else(|| {
@@ -34,11 +34,11 @@ pub(super) async fn get_bookmark(
     let (_, database) = app.database(&id)?;
     let parameters = query_parameters(&uri)?;
     let bookmark = match parameters.get("timestamp") {
-        None => blocking(move || database.current_bookmark()).await?,
+        None => blocking(move || database.current_bookmark()).await??,
         Some(text) => {
             let millis = parse_time(text)?;
             blocking(move || database.bookmark_at(millis))
-                .await?
+                .await??
                 .ok_or_else(|| no_bookmark_before(text))?
         }
     };
@@ -54,11 +54,13 @@ pub(super) async fn restore(
     let parameters = query_parameters(&uri)?;
     let target = match (parameters.get("bookmark"), parameters.get("timestamp")) {
         (Some(bookmark), _) => bookmark.clone(),
+        // §7: "the nearest bookmark at or before the timestamp"; how a timestamp read inside a
+        // write relates to that write's bookmark is settled in sim/bookmarks.rs.
         (None, Some(text)) => {
             let millis = parse_time(text)?;
             let lookup = Arc::clone(&database);
             blocking(move || lookup.bookmark_at(millis))
-                .await?
+                .await??
                 .ok_or_else(|| no_bookmark_before(text))?
         }
         (None, None) => {
