@@ -76,6 +76,9 @@ pub struct Faults {
     pub interleave_sql: Option<String>,
     /// The next N Cloudflare-API requests answer 429 (code 971) with `Retry-After`.
     pub rate_limit_burst: u32,
+    /// At most this many databases per page of the list operation, whatever `per_page` asks
+    /// (0: no cap).
+    pub max_per_page: u32,
     /// The `Retry-After` seconds of simulated 429 answers.
     pub retry_after_secs: u64,
     /// Cloudflare's rate limit with its lockout, per credential; `None` disables it.

@@ -2,8 +2,9 @@
 //! per member. Every member written to has rows, checked after.
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use d1ctl::sim::{SimConfig, Simulator};
+use d1ctl::sim::{Faults, RateLimit, SimConfig, Simulator};
 
 use crate::common::{Output, Project, sim_rows};
 
@@ -279,5 +280,270 @@ fn laggards_take_the_full_path_and_drifted_members_are_refused_by_name() {
     assert_eq!(
         express, 7,
         "all agreeing members but the first at one request: {members:?}"
+    );
+}
+
+#[test]
+fn two_hundred_members_are_found_over_list_pages_within_the_rate_limit() {
+    let fleet = FleetFixture::new(0);
+    fleet.sim.create_databases("tenant-", 200);
+    fleet.sim.set_faults(Faults {
+        max_per_page: 50,
+        rate_limit: Some(RateLimit {
+            requests: 300,
+            window_ms: 10_000,
+            lockout_ms: 300_000,
+        }),
+        ..Faults::default()
+    });
+    let out = fleet.run_ok(
+        &[
+            "promote",
+            "--to",
+            "tenants",
+            "--cascade",
+            "--rate",
+            "300/10s",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    let json = out.json();
+    assert_eq!(json["rungs"][1]["members"], 200, "{}", out.stderr);
+    assert_eq!(json["rungs"][1]["rollout"]["tally"]["promoted"], 200);
+    let stats = fleet.sim.stats();
+    // Four pages of 50 and the empty one that ends the list.
+    assert_eq!(
+        stats.by_endpoint.get("list_databases"),
+        Some(&5),
+        "{stats:?}"
+    );
+    assert_eq!(
+        (stats.rate_limited, stats.lockouts),
+        (0, 0),
+        "never over the limit"
+    );
+    // One batch per member; the first is read first, in two requests since it has no
+    // ledger yet (the first read finds the tables missing).
+    assert_eq!(stats.by_endpoint.get("raw"), Some(&202), "{stats:?}");
+    assert_eq!(stats.by_database.get("tenant-1"), Some(&3));
+    assert!(
+        (2..=200).all(|n| stats.by_database.get(&format!("tenant-{n}")) == Some(&1)),
+        "one request each: {stats:?}"
+    );
+    for n in [1, 57, 200] {
+        assert_eq!(fleet.recorded(&format!("tenant-{n}")), all_names());
+    }
+}
+
+#[test]
+fn a_failing_member_stops_new_members_after_max_failures() {
+    let fleet = FleetFixture::new(10);
+    fleet.members_at_first_with_users(10);
+    // The first member's read and batch, then three batches; the fifth member's batch fails
+    // before it commits.
+    fleet.sim.set_faults(Faults {
+        skip_sql_requests: 5,
+        fail_before_commit: 1,
+        ..Faults::default()
+    });
+    let out = fleet.run_ok(
+        &[
+            "promote",
+            "--to",
+            "tenants",
+            "--cascade",
+            "--concurrency",
+            "1",
+            "--max-failures",
+            "1",
+            "--format",
+            "json",
+        ],
+        1,
+    );
+    let json = out.json();
+    let rung = &json["rungs"][1];
+    assert_eq!(rung["outcome"], "failed", "{}", out.stderr);
+    assert_eq!(rung["rollout"]["stopped"]["reason"], "failures");
+    let outcomes: Vec<&str> = rung["rollout"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "promoted",
+            "promoted",
+            "promoted",
+            "promoted",
+            "failed",
+            "not_started",
+            "not_started",
+            "not_started",
+            "not_started",
+            "not_started"
+        ]
+    );
+    let failed = &rung["rollout"]["members"][4];
+    assert!(
+        failed["state_after"]
+            .as_str()
+            .unwrap()
+            .contains("as before"),
+        "{failed}"
+    );
+    assert!(out.stderr.contains("tenant-5"), "{}", out.stderr);
+    for n in 5..=10 {
+        let member = format!("tenant-{n}");
+        assert_eq!(
+            fleet.recorded(&member),
+            [MIGRATIONS[0].0],
+            "{member} untouched"
+        );
+        assert_eq!(fleet.rows(&member, "SELECT count(*) FROM users"), ["2"]);
+    }
+    // The rerun goes on where it stopped.
+    fleet.sim.set_faults(Faults::default());
+    fleet.run_ok(&["promote", "--to", "tenants"], 0);
+    for n in 1..=10 {
+        assert_eq!(fleet.recorded(&format!("tenant-{n}")), all_names());
+    }
+}
+
+#[test]
+fn a_rollout_killed_half_way_resumes_with_nothing_applied_twice() {
+    let fleet = FleetFixture::new(10);
+    fleet.members_at_first_with_users(10);
+    fleet.run_ok(&["promote", "--to", "local"], 0);
+    // The first member's read and batch and four more batches pass; the sixth member's batch
+    // commits and its answer never comes.
+    fleet.sim.set_faults(Faults {
+        skip_sql_requests: 6,
+        hold_after_commit: 1,
+        ..Faults::default()
+    });
+    let mut child = fleet
+        .command(&["promote", "--to", "tenants", "--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fleet.sim.stats().held == 0 {
+        assert!(Instant::now() < deadline, "{:?}", fleet.sim.stats());
+        assert!(child.try_wait().unwrap().is_none(), "ended before the hold");
+        std::thread::yield_now();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        fleet.recorded("tenant-6"),
+        all_names(),
+        "the held batch committed"
+    );
+    assert_eq!(fleet.recorded("tenant-7"), [MIGRATIONS[0].0]);
+    fleet.sim.set_faults(Faults::default());
+    fleet.sim.reset_stats();
+
+    let out = fleet.run_ok(
+        &[
+            "promote",
+            "--to",
+            "tenants",
+            "--concurrency",
+            "1",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    // Six finished members at one read each; the seventh read then written; three batches.
+    assert_eq!(fleet.raw_requests(), 6 + 2 + 3, "{}", out.stderr);
+    for n in 1..=10 {
+        let member = format!("tenant-{n}");
+        assert_eq!(fleet.recorded(&member), all_names(), "{member}: each once");
+        assert_eq!(
+            fleet.rows(&member, "SELECT count(*) FROM users"),
+            ["2"],
+            "{member}'s rows"
+        );
+    }
+}
+
+#[test]
+fn rollback_restores_the_last_rollout_or_one_member_by_its_own_clock() {
+    let fleet = FleetFixture::new(4);
+    fleet.members_at_first_with_users(4);
+    fleet.run_ok(&["promote", "--to", "tenants", "--cascade"], 0);
+    for n in 1..=4 {
+        assert_eq!(fleet.recorded(&format!("tenant-{n}")), all_names());
+    }
+    let out = fleet.run_ok(
+        &["rollback", "tenants", "--last", "--yes", "--format", "json"],
+        0,
+    );
+    let json = out.json();
+    assert_eq!(json["command"], "promote --to tenants", "{}", out.stderr);
+    for (index, member) in json["members"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(member["outcome"], "restored", "{member}");
+        assert!(
+            member["point"].as_str().unwrap().ends_with('Z'),
+            "a timestamp: {member}"
+        );
+        let name = format!("tenant-{}", index + 1);
+        assert_eq!(fleet.recorded(&name), [MIGRATIONS[0].0], "{name} is back");
+        assert_eq!(
+            fleet.rows(&name, "SELECT count(*) FROM users"),
+            ["2"],
+            "{name}'s rows"
+        );
+        assert_eq!(
+            fleet.rows(
+                &name,
+                "SELECT count(*) FROM sqlite_master WHERE name = 'posts'"
+            ),
+            ["0"]
+        );
+    }
+
+    // Promoted again, then one member back alone.
+    fleet.run_ok(&["promote", "--to", "tenants"], 0);
+    fleet.run_ok(
+        &[
+            "rollback", "tenants", "--member", "tenant-2", "--last", "--yes",
+        ],
+        0,
+    );
+    assert_eq!(fleet.recorded("tenant-2"), [MIGRATIONS[0].0]);
+    assert_eq!(fleet.rows("tenant-2", "SELECT count(*) FROM users"), ["2"]);
+    for member in ["tenant-1", "tenant-3", "tenant-4"] {
+        assert_eq!(fleet.recorded(member), all_names(), "{member} untouched");
+    }
+}
+
+#[test]
+fn a_fleet_env_is_checked_when_read_and_names_a_member_or_not() {
+    let fleet = FleetFixture::new(2);
+    let out = fleet.run_ok(&["apply", "tenants"], 2);
+    assert!(out.stderr.contains("is a fleet"), "{}", out.stderr);
+    assert!(out.stderr.contains("--member"), "{}", out.stderr);
+    let out = fleet.run_ok(&["apply", "tenants", "--member", "billing"], 2);
+    assert!(
+        out.stderr.contains("is not one of env `tenants`"),
+        "{}",
+        out.stderr
+    );
+    fleet.project.config(&fleet.config(
+        "fleet.name_prefix = \"tenant-\"\ndatabase_id = \"00000000-0000-4000-8000-000000000001\"\n",
+    ));
+    let out = fleet.run_ok(&["status"], 2);
+    assert!(
+        out.stderr.contains("`database_id` and `fleet` together"),
+        "{}",
+        out.stderr
     );
 }

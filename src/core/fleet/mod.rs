@@ -93,7 +93,10 @@ async fn list(
             .list_databases(search, page, LIST_PAGE)
             .await
             .map_err(FleetError::List)?;
-        let full = databases.len() >= LIST_PAGE as usize;
+        // Paged until a page comes back empty: a server that answers fewer per page than
+        // asked (Cloudflare documents the cap as 10,000, but does not promise it) loses no
+        // member, for one request more per listing.
+        let more = !databases.is_empty();
         found.extend(
             databases
                 .into_iter()
@@ -103,7 +106,7 @@ async fn list(
                     uuid: Some(d.uuid),
                 }),
         );
-        if !full {
+        if !more {
             return Ok(found);
         }
         page += 1;

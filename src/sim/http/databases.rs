@@ -36,7 +36,11 @@ pub(super) async fn list_databases(
         })
     };
     let page = number("page", 1, 1..=u64::from(u32::MAX))?;
-    let per_page = number("per_page", 1000, 10..=10_000)?;
+    let asked = number("per_page", 1000, 10..=10_000)?;
+    // `Faults::max_per_page`: a server answering fewer per page than asked, which a client
+    // paging through the list must not mistake for the last page.
+    let cap = u64::from(app.faults().max_per_page);
+    let per_page = if cap > 0 { asked.min(cap) } else { asked };
     // The OpenAPI file calls `name` "a database name to search for"; whether Cloudflare
     // matches a prefix, a substring or the whole name is unverified. The simulator matches a
     // substring (the loosest reading, so a client that filters the answer itself stays right).
