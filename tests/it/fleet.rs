@@ -547,3 +547,71 @@ fn a_fleet_env_is_checked_when_read_and_names_a_member_or_not() {
         out.stderr
     );
 }
+
+#[test]
+fn ctrl_c_lets_the_member_in_flight_finish_and_starts_no_other() {
+    let fleet = FleetFixture::new(8);
+    fleet.members_at_first_with_users(8);
+    fleet.run_ok(&["promote", "--to", "local"], 0);
+    fleet.sim.set_faults(Faults {
+        latency_ms: 150,
+        ..Faults::default()
+    });
+    fleet.sim.reset_stats();
+    let child = fleet
+        .command(&[
+            "promote",
+            "--to",
+            "tenants",
+            "--concurrency",
+            "1",
+            "--format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The first member read and written, the second's batch on its way.
+    while fleet.raw_requests() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", fleet.sim.stats());
+        std::thread::yield_now();
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let out = Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let json = out.json();
+    let rollout = &json["rungs"][0]["rollout"];
+    assert_eq!(
+        rollout["stopped"]["reason"], "interrupted",
+        "{}",
+        out.stderr
+    );
+    let mut promoted = 0;
+    for member in rollout["members"].as_array().unwrap() {
+        let name = member["name"].as_str().unwrap();
+        match member["outcome"].as_str().unwrap() {
+            "promoted" => {
+                promoted += 1;
+                assert_eq!(fleet.recorded(name), all_names(), "{name}");
+            }
+            "not_started" => assert_eq!(fleet.recorded(name), [MIGRATIONS[0].0], "{name}"),
+            other => panic!("{name}: {other}"),
+        }
+        assert_eq!(fleet.rows(name, "SELECT count(*) FROM users"), ["2"]);
+    }
+    assert!(
+        (2..8).contains(&promoted),
+        "{promoted} promoted before the stop"
+    );
+}

@@ -396,7 +396,15 @@ impl Rollout<'_> {
         let mut report = MemberReport::new(member, MemberOutcome::Promoted, path);
         report.applied.clone_from(&group.pending);
         report.rollback_point.clone_from(&done.point);
-        let differences = self.differences(&done.snapshot, &done.state, &group.pending);
+        let differences = crate::core::write::migrate::verify_promotion(
+            self.set,
+            self.ledgers,
+            self.source,
+            &done.snapshot,
+            &done.state,
+            &group.pending,
+        )
+        .differences;
         if differences.is_empty() {
             let mut known = self.known(known);
             if known.head.is_none() {
@@ -413,38 +421,6 @@ impl Rollout<'_> {
             ));
         }
         report
-    }
-
-    /// What differs between the member after its session and the source.
-    fn differences(
-        &self,
-        after: &Snapshot,
-        state: &ledger::LedgerState,
-        pending: &[String],
-    ) -> Vec<String> {
-        let ignore = self.ledgers.ignored_tables();
-        let mut differences: Vec<String> = match (
-            Schema::build(&self.source.snapshot, &ignore),
-            Schema::build(after, &ignore),
-        ) {
-            (Ok(expected), Ok(actual)) => schema::diff(&expected, &actual)
-                .into_iter()
-                .map(|c| c.summary)
-                .collect(),
-            (Err(error), _) | (_, Err(error)) => vec![format!("could not compare: {error}")],
-        };
-        let recorded: Vec<String> = ledger::compare(self.set, state, self.set.layout)
-            .into_iter()
-            .filter(ledger::MigrationStatus::is_applied)
-            .map(|s| s.name)
-            .collect();
-        differences.extend(
-            pending
-                .iter()
-                .filter(|name| !recorded.contains(name))
-                .map(|name| format!("`{name}` is not recorded in the ledger")),
-        );
-        differences
     }
 
     /// The express batch did not commit (or its answer was lost): the member is read back and

@@ -944,4 +944,59 @@ mod tests {
         assert!(error.message.contains("${NOPE}"), "{}", error.message);
         assert_eq!(error.location, "environments.toml:3:14");
     }
+
+    #[test]
+    fn fleet_envs_name_their_databases_one_way_and_come_last() {
+        let registry = parse(
+            "[env.local]\nbackend = \"sqlite\"\npath = \"l\"\n\n[env.tenants]\nbackend = \"d1\"\nfleet.name_prefix = \"tenant-\"\n",
+        )
+        .unwrap();
+        let tenants = registry.resolve("tenants").unwrap();
+        assert_eq!(
+            tenants.fleet(),
+            Some(&FleetSpec::Prefix("tenant-".to_owned()))
+        );
+
+        let error = parse(
+            "[env.tenants]\nbackend = \"d1\"\nfleet.name_prefix = \"t-\"\nfleet.file = \"f\"\n",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("exactly one"), "{}", error.message);
+
+        let error = parse(
+            "[env.tenants]\nbackend = \"d1\"\ndatabase_name = \"x\"\nfleet.databases = [\"a\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(error.location, "environments.toml:3:17");
+        assert!(
+            error.message.contains("`database_name` and `fleet`"),
+            "{}",
+            error.message
+        );
+
+        let error =
+            parse("[env.tenants]\nbackend = \"d1\"\nfleet.databases = [\"ok\", \"not ok\"]\n")
+                .unwrap_err();
+        assert!(error.message.contains("`not ok`"), "{}", error.message);
+
+        let error =
+            parse("[env.local]\nbackend = \"sqlite\"\npath = \"l\"\nfleet.name_prefix = \"t-\"\n")
+                .unwrap_err();
+        assert!(
+            error.message.contains("`fleet` does not apply"),
+            "{}",
+            error.message
+        );
+
+        let error = parse(
+            "[project]\nladder = [\"tenants\", \"local\"]\n\n[env.local]\nbackend = \"sqlite\"\npath = \"l\"\n\n[env.tenants]\nbackend = \"d1\"\nfleet.name_prefix = \"t-\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.message.contains("source of nothing"),
+            "{}",
+            error.message
+        );
+        assert!(error.hint.contains("last rung"), "{}", error.hint);
+    }
 }

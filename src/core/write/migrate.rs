@@ -376,25 +376,15 @@ impl Job for MigrateJob<'_> {
         statements.extend(self.ledgers.read_statements_all());
         let rows = backend.batch(&statements).await?;
         let after = Snapshot::from_rows(&rows[offset]);
-        let recorded = recorded_in(self.set, &self.ledgers.parse_read(&rows[offset + 1..]));
-        let ignore = self.ledgers.ignored_tables();
-        let against = source.name.clone();
-        let mut differences: Vec<String> = match (
-            Schema::build(&source.snapshot, &ignore),
-            Schema::build(&after, &ignore),
-        ) {
-            (Ok(expected), Ok(actual)) => schema::diff(&expected, &actual)
-                .into_iter()
-                .map(|c| c.summary)
-                .collect(),
-            (Err(error), _) | (_, Err(error)) => vec![format!("could not compare: {error}")],
-        };
-        differences.extend(unrecorded(&plan.pending, &recorded));
-        Ok(Verified {
-            against,
-            differences,
-            recorded,
-        })
+        let state = self.ledgers.parse_read(&rows[offset + 1..]);
+        Ok(verify_promotion(
+            self.set,
+            self.ledgers,
+            source,
+            &after,
+            &state,
+            &plan.pending,
+        ))
     }
 
     fn wrote(&self, done: &Migrated) -> bool {
@@ -402,20 +392,59 @@ impl Job for MigrateJob<'_> {
     }
 
     async fn read_back(&self, backend: &dyn Backend) -> Result<AfterFailure, BackendError> {
-        let applied = recorded_in(self.set, &self.ledgers.read(backend).await?);
-        let rows = backend
-            .read(&[Statement::with_params(
-                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' ORDER BY name",
-                Vec::<Value>::new(),
-            )])
-            .await?;
-        let ledger_tables = self.ledgers.table_names();
-        let tables = rows[0]
-            .rows
-            .iter()
-            .filter_map(|row| row.first().and_then(Value::to_text))
-            .filter(|name| !ledger_tables.contains(&name.as_str()))
-            .collect();
-        Ok(AfterFailure { applied, tables })
+        read_back(self.set, self.ledgers, backend).await
     }
+}
+
+/// A promoted target, read back, against its source: the schemas compared, and every planned
+/// migration recorded in the ledger.
+pub fn verify_promotion(
+    set: &MigrationSet,
+    ledgers: &Ledgers,
+    source: &View,
+    after: &Snapshot,
+    state: &ledger::LedgerState,
+    pending: &[String],
+) -> Verified {
+    let recorded = recorded_in(set, state);
+    let ignore = ledgers.ignored_tables();
+    let mut differences: Vec<String> = match (
+        Schema::build(&source.snapshot, &ignore),
+        Schema::build(after, &ignore),
+    ) {
+        (Ok(expected), Ok(actual)) => schema::diff(&expected, &actual)
+            .into_iter()
+            .map(|c| c.summary)
+            .collect(),
+        (Err(error), _) | (_, Err(error)) => vec![format!("could not compare: {error}")],
+    };
+    differences.extend(unrecorded(pending, &recorded));
+    Verified {
+        against: source.name.clone(),
+        differences,
+        recorded,
+    }
+}
+
+/// What a target holds after a failed write: its ledger's migrations and its tables.
+async fn read_back(
+    set: &MigrationSet,
+    ledgers: &Ledgers,
+    backend: &dyn Backend,
+) -> Result<AfterFailure, BackendError> {
+    let applied = recorded_in(set, &ledgers.read(backend).await?);
+    let rows = backend
+        .read(&[Statement::with_params(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' ORDER BY name",
+            Vec::<Value>::new(),
+        )])
+        .await?;
+    let ledger_tables = ledgers.table_names();
+    let tables = rows[0]
+        .rows
+        .iter()
+        .filter_map(|row| row.first().and_then(Value::to_text))
+        .filter(|name| !ledger_tables.contains(&name.as_str()))
+        .collect();
+    Ok(AfterFailure { applied, tables })
 }
