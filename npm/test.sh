@@ -38,7 +38,8 @@ fi
 bash npm/pack.sh "${pack_args[@]}"
 out="$(cargo metadata --no-deps --format-version 1 --offline |
   node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).target_directory)')/npm"
-launcher="$(ls "$out"/d1ctl-[0-9]*.tgz)"
+launchers=("$out"/d1ctl-[0-9]*.tgz)
+launcher="${launchers[0]}"
 version="${launcher##*/d1ctl-}"
 version="${version%.tgz}"
 platform_tarballs=()
@@ -103,7 +104,8 @@ check "npm install of the launcher and ${platform_tarballs[*]##*/} (offline, emp
   npm_install "$project" "$launcher" "${platform_tarballs[@]}"
 
 # The platform package's own binary, to compare the launcher with.
-binary="$(ls -d "$project"/node_modules/@d1ctl/*/bin/d1ctl | head -n 1)"
+binaries=("$project"/node_modules/@d1ctl/*/bin/d1ctl)
+binary="${binaries[0]}"
 
 version_matches() {
   local printed
