@@ -101,6 +101,10 @@ pub(crate) enum Format {
     Json,
     /// Markdown where a command has a document to give (`checklist`); text elsewhere.
     Markdown,
+    /// GitHub Actions workflow commands (`lint`): annotations on the pull request; text elsewhere.
+    Github,
+    /// SARIF 2.1.0 (`lint`), for code scanning; text elsewhere.
+    Sarif,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -284,6 +288,8 @@ Examples:
   d1ctl lint --to production                what production would get, with its row counts
   d1ctl lint migrations/0007_rebuild.sql
   d1ctl lint --format json
+  d1ctl lint --format github                annotations on the pull request (GitHub Actions)
+  d1ctl lint --format sarif > d1ctl.sarif   for code scanning
   d1ctl lint --fix migrations/0007_rebuild.sql            rewrite the rebuild so it keeps every row
   d1ctl lint --fix --dry-run migrations/0007_rebuild.sql  only show the diff
 

@@ -10,8 +10,8 @@ use crate::cli::{AuthArgs, AuthCommand};
 use crate::commands::{Context, ExitStatus, UserError, credential_request};
 use crate::core::registry::{D1Target, Environment, Registry, Target};
 use crate::credentials::{
-    self, CandidateState, Explanation, KEYRING_SERVICE, KeyringStore, ProcessEnvironment,
-    SecretStore,
+    self, CandidateState, Explanation, KEYRING_NAME, KEYRING_SERVICE, KeyringStore,
+    ProcessEnvironment, SecretStore,
 };
 
 pub(crate) async fn auth(args: AuthArgs, context: &Context) -> anyhow::Result<ExitStatus> {
@@ -124,13 +124,14 @@ fn status(context: &Context, registry: &Registry, names: &[String]) -> anyhow::R
     if context.printer.is_json() {
         context
             .printer
-            .json(&serde_json::json!({ "environments": explanations }))?;
+            .json(&serde_json::json!({ "keyring": KEYRING_NAME, "environments": explanations }))?;
     } else if explanations.is_empty() {
         context.printer.message(
             "no environment reaches Cloudflare: every env is local or on the bundled simulator",
         );
     } else {
-        let mut out = String::new();
+        // Which store `auth login` writes to: it differs by OS, the service name does not.
+        let mut out = format!("keyring: {KEYRING_NAME} (service `{KEYRING_SERVICE}`)\n\n");
         for explanation in &explanations {
             render(context, explanation, &mut out);
         }

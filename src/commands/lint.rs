@@ -8,8 +8,8 @@ use futures::future::join_all;
 use serde::Serialize;
 
 use crate::backend::{Statement, Value};
-use crate::cli::LintArgs;
 use crate::cli::printer::Style;
+use crate::cli::{Format, LintArgs};
 use crate::commands::{
     Context, ExitStatus, UserError, display_path, plural, read_ledgers, unified_diff,
 };
@@ -73,7 +73,20 @@ pub(crate) async fn lint(args: LintArgs, context: &Context) -> anyhow::Result<Ex
         findings = lint::with_row_counts(findings, &rows);
     }
     let tally = Tally::of(&findings);
-    if context.printer.is_json() {
+    let path_of = |finding: &Finding| ci_path(&set, finding);
+    if context.printer.format == Format::Github {
+        let annotations = lint::report::github_annotations(&findings, &path_of);
+        // No findings, no line: an empty line on stdout is not a command.
+        if !annotations.is_empty() {
+            context.printer.data(&annotations)?;
+        }
+        // The log shows it; the annotations alone say nothing when there are no findings.
+        context.printer.message(&summary(targets.len(), &tally));
+    } else if context.printer.format == Format::Sarif {
+        context
+            .printer
+            .json(&lint::report::sarif(&findings, &path_of))?;
+    } else if context.printer.is_json() {
         context.printer.json(&LintReport {
             migrations: targets,
             findings: &findings,
@@ -133,14 +146,27 @@ fn findings_text(
     for finding in findings {
         out.push_str(&render(context, set, finding));
     }
-    out.push_str(&format!(
+    out.push_str(&summary(linted, tally));
+    out
+}
+
+/// `N migrations linted: N errors, N warnings, N waived`.
+fn summary(linted: usize, tally: &Tally) -> String {
+    format!(
         "{} linted: {}, {}, {} waived",
         plural(linted, "migration"),
         plural(tally.errors, "error"),
         plural(tally.warnings, "warning"),
         tally.waived
-    ));
-    out
+    )
+}
+
+/// A finding's file as CI tools resolve it: relative to the working directory (the repository
+/// root in a workflow), with `/` separators whatever the OS.
+fn ci_path(set: &MigrationSet, finding: &Finding) -> String {
+    set.get(&finding.migration)
+        .map_or_else(|| finding.migration.clone(), |m| display_path(&m.path))
+        .replace('\\', "/")
 }
 
 /// The migrations `files` name, by file name, in the order given.

@@ -68,7 +68,9 @@ use serde::Serialize;
 
 pub use explain::{Candidate, CandidateState, Explanation, FileReport, ValueReport};
 pub use prompt::read_secret_from_stdin_or_prompt;
-pub use store::{KeyringStore, MemoryStore, SecretStore, StoreError, keyring_round_trip_check};
+pub use store::{
+    KEYRING_NAME, KeyringStore, MemoryStore, SecretStore, StoreError, keyring_round_trip_check,
+};
 
 /// The OS keyring service name under which `d1ctl auth login ENV` stores one entry per
 /// environment (the entry name is the environment name).

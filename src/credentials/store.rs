@@ -112,8 +112,9 @@ impl SecretStore for MemoryStore {
     }
 }
 
-/// The OS keyring: the Secret Service over D-Bus on Linux and the BSDs (gnome-keyring,
-/// KWallet, KeePassXC); on other platforms every call reports [`StoreError::Unavailable`].
+/// The OS keyring ([`KEYRING_NAME`]): the Secret Service over D-Bus on Linux and the BSDs
+/// (gnome-keyring, KWallet, KeePassXC), the login Keychain on macOS, the Credential Manager on
+/// Windows; on other platforms every call reports [`StoreError::Unavailable`].
 ///
 /// Entries live under service [`KEYRING_SERVICE`] with the environment name as the user. The
 /// connection is opened on first use and reused; if it cannot be opened, every call returns the
@@ -209,28 +210,81 @@ impl SecretStore for KeyringStore {
     }
 }
 
+/// The OS keyring this build of d1ctl uses, as `auth status` names it: chosen at build time by
+/// the target OS, with the same service and entry names on every one.
+pub const KEYRING_NAME: &str = platform::NAME;
+
+fn connect_platform_store() -> Result<Arc<CredentialStore>, StoreError> {
+    platform::connect().map_err(|error| classify(&error, ""))
+}
+
 #[cfg(any(
     target_os = "linux",
     target_os = "freebsd",
     target_os = "openbsd",
     target_os = "netbsd"
 ))]
-fn connect_platform_store() -> Result<Arc<CredentialStore>, StoreError> {
-    let store: Arc<CredentialStore> =
-        zbus_secret_service_keyring_store::Store::new().map_err(|error| classify(&error, ""))?;
-    Ok(store)
+mod platform {
+    use std::sync::Arc;
+
+    use keyring_core::CredentialStore;
+
+    pub(super) const NAME: &str = "Secret Service";
+
+    pub(super) fn connect() -> keyring_core::Result<Arc<CredentialStore>> {
+        let store: Arc<CredentialStore> = zbus_secret_service_keyring_store::Store::new()?;
+        Ok(store)
+    }
+}
+
+#[cfg(target_os = "macos")]
+mod platform {
+    use std::sync::Arc;
+
+    use keyring_core::CredentialStore;
+
+    pub(super) const NAME: &str = "macOS Keychain";
+
+    /// The user's login keychain.
+    pub(super) fn connect() -> keyring_core::Result<Arc<CredentialStore>> {
+        let store: Arc<CredentialStore> = apple_native_keyring_store::keychain::Store::new()?;
+        Ok(store)
+    }
+}
+
+#[cfg(target_os = "windows")]
+mod platform {
+    use std::sync::Arc;
+
+    use keyring_core::CredentialStore;
+
+    pub(super) const NAME: &str = "Windows Credential Manager";
+
+    pub(super) fn connect() -> keyring_core::Result<Arc<CredentialStore>> {
+        let store: Arc<CredentialStore> = windows_native_keyring_store::Store::new()?;
+        Ok(store)
+    }
 }
 
 #[cfg(not(any(
     target_os = "linux",
     target_os = "freebsd",
     target_os = "openbsd",
-    target_os = "netbsd"
+    target_os = "netbsd",
+    target_os = "macos",
+    target_os = "windows"
 )))]
-fn connect_platform_store() -> Result<Arc<CredentialStore>, StoreError> {
-    Err(StoreError::Unavailable {
-        message: "this build of d1ctl has no OS keyring support for this platform".to_owned(),
-    })
+mod platform {
+    use std::sync::Arc;
+
+    use keyring_core::CredentialStore;
+
+    pub(super) const NAME: &str = "none";
+
+    pub(super) fn connect() -> keyring_core::Result<Arc<CredentialStore>> {
+        // `NoDefaultStore` reads as "unavailable": d1ctl carries on with the other sources.
+        Err(keyring_core::Error::NoDefaultStore)
+    }
 }
 
 /// Maps a `keyring-core` error: no access, platform failure and no store mean "unavailable".

@@ -4,6 +4,7 @@
 mod apply;
 mod authz;
 mod base_url;
+mod ci_formats;
 mod common;
 mod config;
 mod corpus;

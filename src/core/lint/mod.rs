@@ -9,6 +9,7 @@
 mod cascade;
 mod data;
 mod effects;
+pub mod report;
 mod statements;
 pub mod waiver;
 
