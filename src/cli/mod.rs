@@ -155,8 +155,10 @@ Examples:
   d1ctl plan --to staging                  what staging would get from dev
   d1ctl plan --to production --cascade     every lagging rung up to production
   d1ctl plan --to staging --format json
+  d1ctl plan --to staging --exit-code      exit 1 when anything is pending, too
 
-Exits 0 when the plan can go ahead (or there is nothing to do), 1 when a gate blocks it.")]
+Exits 0 when the plan can go ahead (or there is nothing to do), 1 when a gate blocks it (with
+`--exit-code`, also when there is anything to apply), 2 on errors.")]
     Plan(PromoteArgs),
 
     /// Apply to an environment exactly what the rung below it already ran, after gates.
@@ -540,6 +542,11 @@ pub(crate) struct PromoteArgs {
     /// lost row, failed migration or broken foreign key blocks the promotion.
     #[arg(long)]
     pub(crate) rehearse: bool,
+
+    /// With `plan` (or `--dry-run`): exit 1 also when there is something to apply, as
+    /// `git diff --exit-code` does, so a check can tell "nothing pending" from "ready to go".
+    #[arg(long)]
+    pub(crate) exit_code: bool,
 
     /// Fleet envs: promote the first N members, verify them, and stop for a confirmation
     /// (`--yes` goes on). The same as `--waves N,100%`.

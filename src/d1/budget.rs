@@ -2,9 +2,12 @@
 //!
 //! Cloudflare allows 1,200 API requests per 5 minutes per user, and answers one more with a 429
 //! that blocks every call for 5 minutes (`d1-platform.md` §12). A bucket of capacity `C`
-//! refilling at `(limit - C) / window` can never send more than `limit` requests in any window
-//! of that length (at most `C` saved up plus what refills during it), so d1ctl on its own never
-//! trips the lockout. A 429 that comes anyway (the same user's dashboard or another tool spends
+//! refilling at `(limit - 2C) / window` sends at most `limit - C` requests in any window of that
+//! length (`C` saved up plus what refills during it), so even a run started right after another
+//! one ended (a rerun after a kill: its burst lands in the same window) stays within the limit,
+//! and d1ctl on its own never trips the lockout. Where the answers carry
+//! `x-ratelimit-remaining` (§3), the bucket never holds more than that allows, with the
+//! requests still in flight counted. A 429 that comes anyway (the same user's dashboard or another tool spends
 //! the budget too) pauses every request of the process for its `Retry-After`: sending during the
 //! lockout would only be answered 429 again.
 
@@ -98,15 +101,18 @@ pub struct Budget {
     per_second: f64,
     bucket: Mutex<Bucket>,
     sent: AtomicU64,
+    /// Requests sent and not answered yet.
+    in_flight: AtomicU64,
 }
 
 impl Budget {
     pub fn new(rate: Rate) -> Self {
-        // A twentieth of the window's requests may go at once (a single env's whole session
-        // fits in it without waiting); the rest come at 95 % of the average rate, so that
-        // burst and refill together stay within `rate` over any window.
-        let capacity = (f64::from(rate.requests) / 20.0).max(1.0).floor();
-        let per_second = (f64::from(rate.requests) - capacity).max(0.5) / rate.window.as_secs_f64();
+        // A fortieth of the window's requests may go at once (a single env's whole session
+        // fits in it without waiting); the rest come at 95 % of the average rate, so that two
+        // bursts and the refill together stay within `rate` over any window.
+        let capacity = (f64::from(rate.requests) / 40.0).max(1.0).floor();
+        let per_second =
+            (f64::from(rate.requests) - 2.0 * capacity).max(0.5) / rate.window.as_secs_f64();
         Self {
             rate,
             capacity,
@@ -117,6 +123,7 @@ impl Budget {
                 paused_until: None,
             }),
             sent: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
         }
     }
 
@@ -147,6 +154,7 @@ impl Budget {
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             self.sent.fetch_add(1, Ordering::Relaxed);
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
             Duration::ZERO
         } else {
             Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second)
@@ -161,6 +169,25 @@ impl Budget {
                 return;
             }
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// A request taken from the budget was answered (or failed); `remaining` is the answer's
+    /// `x-ratelimit-remaining`, when it had one: what the account may still send in the
+    /// window, which the requests still in flight will spend too.
+    pub fn answered(&self, remaining: Option<u64>) {
+        let in_flight = self
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        if let Some(remaining) = remaining {
+            #[expect(clippy::cast_precision_loss, reason = "request counts are small")]
+            let allowed = remaining.saturating_sub(in_flight) as f64;
+            let mut bucket = self
+                .bucket
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            bucket.tokens = bucket.tokens.min(allowed);
         }
     }
 
@@ -224,13 +251,28 @@ mod tests {
                 .iter()
                 .take_while(|at| **at - *first < rate.window)
                 .count();
+            // Room is left for the burst of a run started right after this one.
             assert!(
-                within <= 100,
+                within <= 100 - 2,
                 "{within} requests within one window from {first:?}"
             );
         }
-        // And it does not starve: close to the rate over the minute (95 % plus the burst).
+        // And it does not starve: close to the rate over the minute (96 % plus the burst).
         assert!(sent.len() >= 570, "only {} requests in 60 s", sent.len());
+    }
+
+    #[test]
+    fn the_servers_remaining_count_caps_the_bucket() {
+        let budget = Budget::new(Rate::CLOUDFLARE);
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert!(budget.try_take(now).is_zero());
+        }
+        // Two still in flight; the account may send 4 more: 2 of them are ours to take now.
+        budget.answered(Some(4));
+        assert!(budget.try_take(now).is_zero());
+        assert!(budget.try_take(now).is_zero());
+        assert!(!budget.try_take(now).is_zero());
     }
 
     #[test]

@@ -403,6 +403,15 @@ impl D1Client {
         // `-vv`: one line per request. The URL holds ids only; the token travels in a header,
         // which is never logged.
         let millis = started.elapsed().as_millis();
+        if let Some(budget) = &self.budget {
+            budget.answered(sent.as_ref().ok().and_then(|response| {
+                response
+                    .headers()
+                    .get("x-ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            }));
+        }
         match &sent {
             Ok(response) => tracing::debug!(
                 target: "d1ctl::http",

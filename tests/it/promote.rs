@@ -191,7 +191,10 @@ fn promote_applies_only_what_the_source_ran() {
         "{}",
         output.stderr
     );
+    // `--exit-code`: pending work is a 1, as `git diff --exit-code` has it.
+    ladder.run_ok(&["plan", "--to", "staging", "--exit-code"], 1);
     ladder.run_ok(&["promote", "--to", "staging"], 0);
+    ladder.run_ok(&["plan", "--to", "staging", "--exit-code"], 0);
     assert_eq!(
         ladder.staging_rows("SELECT count(*) FROM d1_migrations"),
         ["3"]

@@ -96,7 +96,8 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
             // A fleet is the last rung (it is the source of nothing).
             let outcome =
                 fleet::promote_fleet(args, context, &registry, &set, env, dry_run).await?;
-            if outcome.must_act {
+            let pending = outcome.json["outcome"] == "planned";
+            if outcome.must_act || (dry_run && args.exit_code && pending) {
                 status = ExitStatus::Failure;
             }
             reports.push(outcome.json);
@@ -108,6 +109,9 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
             status = ExitStatus::Failure;
         }
         if dry_run && report.outcome == "blocked" {
+            status = ExitStatus::Failure;
+        }
+        if dry_run && args.exit_code && !report.plan.pending.is_empty() {
             status = ExitStatus::Failure;
         }
         reports.push(serde_json::to_value(&report)?);
