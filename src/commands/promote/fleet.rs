@@ -10,10 +10,10 @@ use crate::cli::PromoteArgs;
 use crate::cli::fleet_progress::FleetProgress;
 use crate::commands::{Context, actor, plural};
 use crate::core::fleet::name_list;
+use crate::core::fleet::plan::{self, PlannedGroup};
 use crate::core::fleet::rollout::{
     MemberOutcome, MemberReport, PathTaken, Rollout, RolloutOptions, RolloutReport, Stopped,
 };
-use crate::core::fleet::plan::{self, PlannedGroup};
 use crate::core::fleet::survey;
 use crate::core::ledger::Ledgers;
 use crate::core::migrations::MigrationSet;
