@@ -55,6 +55,10 @@ impl FleetProgress {
     }
 
     /// `12 failed · 340 requests of 1200/5m · ~3m left`.
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a time estimate: counts stay far below 2^52"
+    )]
     fn status(&self, done: usize, total: usize, failed: usize) -> String {
         let requests = self.budget.sent() - self.sent_before;
         let mut text = format!(
@@ -77,6 +81,7 @@ impl FleetProgress {
     }
 }
 
+#[expect(clippy::cast_precision_loss, reason = "hours to one decimal")]
 fn words_for(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if seconds < 90 {

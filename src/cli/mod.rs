@@ -122,11 +122,14 @@ Examples:
   d1ctl status                     every environment, ladder order, as a matrix
   d1ctl status local               one environment
   d1ctl status local prod          two environments side by side (aliases work)
+  d1ctl status tenants             a fleet: every member read, grouped by ledger state
   d1ctl status --format json       {\"environments\":[{\"name\",\"backend\",\"migrations\":[{\"name\",\"state\"}]}]}
 
 States: applied, pending, checksum_mismatch (the file changed after it ran; \"line endings only\"
 when only CRLF/LF or a BOM differ), missing_locally (in a ledger, not in the folder).
-Exits 1 when a file was edited after it ran.")]
+A fleet env named alone reads each member once (about one request each) and lists every member
+in JSON; in the matrix a fleet is only listed. Exits 1 when a file was edited after it ran (on
+any member), or a member could not be read.")]
     Status(StatusArgs),
 
     /// Apply every pending migration to an environment, each in its own atomic unit.
@@ -209,7 +212,9 @@ is kept (D1: the previous bookmark; SQLite: another backup), so a rollback can b
         after_help = "\
 Examples:
   d1ctl lock status staging
-  d1ctl lock release staging --id 3f9a…    release a lock whose holder died"
+  d1ctl lock release staging --id 3f9a…    release a lock whose holder died
+  d1ctl lock status tenants                 a fleet: members locked, grouped by holder
+  d1ctl lock release tenants --id 3f9a…    that holder's lease on every member that has it"
     )]
     Lock(LockCommand),
 
@@ -329,7 +334,10 @@ Examples:
 It lists the target, both ledgers, each pending migration with its statement count and lint
 findings (waived ones with their reason), what d1ctl verified (the promotion gates, the drift of
 source and target), the lock, the rollback point and command, the hooks, and for protected
-environments the sign-off boxes. Exits 1 when anything blocks the promotion.")]
+environments the sign-off boxes. For a fleet, those are the largest group's first member's, and a
+fleet section adds the members grouped by what each would get, the stragglers, the rollout's
+requests and time at the `--rate` budget, a canary command and the rollback. Exits 1 when
+anything blocks the promotion (on any member).")]
     Checklist(ChecklistArgs),
 
     /// Print a shell completion script.

@@ -163,7 +163,7 @@ impl Context {
         env: &Environment,
     ) -> anyhow::Result<D1Backend> {
         let member = self.member_of(registry, env)?;
-        self.d1_backend_of(registry, env, member)
+        self.d1_backend_of(registry, env, member.as_ref())
     }
 
     /// The one database of a fleet env a command that is not about fleets works on: the one
@@ -183,9 +183,7 @@ impl Context {
                     env.name,
                     fleet.describe()
                 ),
-                format!(
-                    "pass `--member NAME` to pick one of its databases; `status`, `drift`, `plan`, `checklist`, `promote`, `rollback` and `lock status` take the whole fleet"
-                ),
+                "pass `--member NAME` to pick one of its databases; `status`, `drift`, `plan`, `checklist`, `promote`, `rollback` and `lock status` take the whole fleet",
             )
             .into());
         };
@@ -218,14 +216,14 @@ impl Context {
         env: &Environment,
         member: &MemberName,
     ) -> anyhow::Result<D1Backend> {
-        self.d1_backend_of(registry, env, Some(member.clone()))
+        self.d1_backend_of(registry, env, Some(member))
     }
 
     fn d1_backend_of(
         &self,
         registry: &Registry,
         env: &Environment,
-        member: Option<MemberName>,
+        member: Option<&MemberName>,
     ) -> anyhow::Result<D1Backend> {
         let Target::D1(target) = &env.target else {
             return Err(UserError::new(
@@ -245,12 +243,11 @@ impl Context {
                     .account_id
                     .clone()
                     .unwrap_or_else(|| SIMULATOR_ACCOUNT.to_owned()),
-                database_id: match &member {
+                database_id: match member {
                     Some(member) => member.id(),
                     None => simulator_database_id(env, target)?,
                 },
                 database_name: member
-                    .as_ref()
                     .map_or_else(|| target.database_name.clone(), |m| m.name.clone()),
                 token: Secret::new(SIMULATOR_TOKEN.to_owned()),
                 mode: target.request_mode,
@@ -284,12 +281,11 @@ impl Context {
             D1Config {
                 base_url,
                 account_id: resolved.account_id.value,
-                database_id: match &member {
+                database_id: match member {
                     Some(member) => member.id(),
                     None => resolved.database_id.value,
                 },
                 database_name: member
-                    .as_ref()
                     .map_or_else(|| target.database_name.clone(), |m| m.name.clone()),
                 token: resolved.token.value,
                 mode: target.request_mode,

@@ -1,20 +1,30 @@
-//! `d1ctl status [ENV...]`: which migrations each environment has applied.
+//! `d1ctl status [ENV...]`: which migrations each environment has applied; a fleet env named
+//! alone is summarised from a read of every member.
+
+use std::sync::Arc;
 
 use futures::future::join_all;
 use serde::Serialize;
 
 use crate::backend::BackendKind;
 use crate::cli::StatusArgs;
+use crate::cli::fleet_progress::FleetProgress;
 use crate::cli::printer::Style;
 use crate::cli::reporter::Counter;
-use crate::commands::{Context, ExitStatus, display_path, read_ledgers};
+use crate::commands::{Context, ExitStatus, display_path, plural, read_ledgers};
+use crate::core::fleet::summary::{self, FleetLocks, FleetStatus};
+use crate::core::fleet::{name_list, survey};
 
 /// ` (simulator)` after an env served by the bundled simulator.
 fn mark(report: &EnvStatus<'_>) -> &'static str {
     if report.simulator { " (simulator)" } else { "" }
 }
 use crate::core::ledger::{self, Ledgers, MigrationStatus, State};
-use crate::core::registry::Environment;
+use crate::core::migrations::MigrationSet;
+use crate::core::registry::{Environment, Registry};
+
+/// How many names a fleet's group shows before `and N more`.
+const NAMES_SHOWN: usize = 5;
 
 #[derive(Serialize)]
 struct StatusReport<'a> {
@@ -31,7 +41,25 @@ struct EnvStatus<'a> {
     protected: bool,
     /// Served by d1ctl's bundled simulator, not Cloudflare.
     simulator: bool,
+    /// Empty for a fleet: its members' are under `fleet.databases`.
     migrations: Vec<MigrationStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fleet: Option<FleetColumn>,
+}
+
+/// A fleet env's entry: its members counted (the matrix lists them, one request per 10,000),
+/// or, for `status FLEET`, each read and grouped.
+#[derive(Serialize)]
+struct FleetColumn {
+    members: usize,
+    /// Whether every member was read (`status FLEET`), not only listed.
+    read: bool,
+    /// Members by ledger state, largest group first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    groups: Vec<survey::Group>,
+    /// Every member with what it applied, its group and its live lease.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    databases: Vec<summary::MemberStatus>,
 }
 
 pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Result<ExitStatus> {
@@ -49,10 +77,36 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
         }
     }
     let ledgers = Ledgers::new(&registry.project.ledger, set.layout);
+    if let [env] = environments.as_slice()
+        && context.is_whole_fleet(env)
+    {
+        return fleet_status(context, &registry, &set, &ledgers, env).await;
+    }
     // Every environment is read at once: wall time is one round trip, not one per env.
     let progress = (environments.len() > 1)
         .then(|| Counter::new(&context.printer, "reading environments", environments.len()));
     let reads = join_all(environments.iter().map(|env| async {
+        if context.is_whole_fleet(env) {
+            // Listed, not read: a matrix must not read 50,000 databases unasked.
+            let fleet = context.fleet(&registry, env).await?;
+            if let Some(progress) = &progress {
+                progress.inc();
+            }
+            return anyhow::Ok(EnvStatus {
+                name: &env.name,
+                backend: BackendKind::D1,
+                location: format!("fleet: {}", plural(fleet.members.len(), "member")),
+                protected: env.protected,
+                simulator: env.is_simulated(),
+                migrations: Vec::new(),
+                fleet: Some(FleetColumn {
+                    members: fleet.members.len(),
+                    read: false,
+                    groups: Vec::new(),
+                    databases: Vec::new(),
+                }),
+            });
+        }
         let backend = context.backend(&registry, env)?;
         let state = read_ledgers(&ledgers, backend.as_ref(), env).await?;
         if let Some(progress) = &progress {
@@ -65,6 +119,7 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
             protected: env.protected,
             simulator: env.is_simulated(),
             migrations: ledger::compare(&set, &state, set.layout),
+            fleet: None,
         })
     }))
     .await;
@@ -76,13 +131,22 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
         .flat_map(|r| &r.migrations)
         .any(|m| m.state == State::ChecksumMismatch && m.line_endings_only != Some(true));
 
+    let fleets: Vec<&EnvStatus<'_>> = reports.iter().filter(|r| r.fleet.is_some()).collect();
+    for fleet in &fleets {
+        context.printer.message(&format!(
+            "`{}` is a fleet: its members were listed, not read; `d1ctl status {}` reads each of them (about one request each)",
+            fleet.name, fleet.name
+        ));
+    }
     if context.printer.is_json() {
         context.printer.json(&StatusReport {
             layout: set.layout.to_string(),
             migrations_dir: display_path(&set.dir),
             environments: reports,
         })?;
-    } else if let [single] = reports.as_slice() {
+    } else if let [single] = reports.as_slice()
+        && single.fleet.is_none()
+    {
         print_single(context, single)?;
     } else {
         print_matrix(context, &reports)?;
@@ -170,6 +234,10 @@ fn print_matrix(context: &Context, reports: &[EnvStatus<'_>]) -> anyhow::Result<
         }
     }
     let cell = |report: &EnvStatus<'_>, name: &str| {
+        if report.fleet.is_some() {
+            // Not read: `-` would say its ledger lacks the migration.
+            return ("", None);
+        }
         report
             .migrations
             .iter()
@@ -219,9 +287,125 @@ fn print_matrix(context: &Context, reports: &[EnvStatus<'_>]) -> anyhow::Result<
             mark(report),
             report.backend,
             report.location,
-            summary(&report.migrations)
+            if report.fleet.is_some() {
+                "members not read".to_owned()
+            } else {
+                summary(&report.migrations)
+            }
         ));
     }
+    printer.data(&out)?;
+    Ok(())
+}
+
+/// `status FLEET`: every member read once (about one request each), grouped by ledger state.
+/// Exits 1 when a member's file was edited after it ran there, or a member could not be read.
+async fn fleet_status(
+    context: &Context,
+    registry: &Registry,
+    set: &MigrationSet,
+    ledgers: &Ledgers,
+    env: &Environment,
+) -> anyhow::Result<ExitStatus> {
+    let fleet = context.fleet(registry, env).await?;
+    let connect = fleet.connect();
+    let progress = FleetProgress::new(
+        &context.printer,
+        "reading",
+        &env.name,
+        Arc::clone(&context.budget),
+        true,
+    );
+    let reads = survey::read_all(&fleet.members, &connect, ledgers, &progress).await;
+    let status = summary::status(set, &reads);
+    let locks = summary::locks(&reads);
+    let must_act = status.edited().next().is_some() || status.unreadable().next().is_some();
+    if context.printer.is_json() {
+        context.printer.json(&StatusReport {
+            layout: set.layout.to_string(),
+            migrations_dir: display_path(&set.dir),
+            environments: vec![EnvStatus {
+                name: &env.name,
+                backend: BackendKind::D1,
+                location: format!("fleet: {}", plural(fleet.members.len(), "member")),
+                protected: env.protected,
+                simulator: env.is_simulated(),
+                migrations: Vec::new(),
+                fleet: Some(FleetColumn {
+                    members: fleet.members.len(),
+                    read: true,
+                    groups: status.groups,
+                    databases: status.members,
+                }),
+            }],
+        })?;
+    } else {
+        print_fleet(context, env, set, &status, &locks)?;
+    }
+    Ok(if must_act {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+/// The groups, largest first; the largest is the rest, so only the others are named.
+fn print_fleet(
+    context: &Context,
+    env: &Environment,
+    set: &MigrationSet,
+    status: &FleetStatus,
+    locks: &FleetLocks,
+) -> anyhow::Result<()> {
+    let printer = &context.printer;
+    let total = status.members.len();
+    let mut out = format!(
+        "{}{} (d1, fleet: {})\n",
+        printer.paint_out(Style::Bold, &env.name),
+        crate::commands::simulator_mark(env),
+        plural(total, "member")
+    );
+    for (index, group) in status.groups.iter().enumerate() {
+        let names: Vec<&str> = group.members.iter().map(String::as_str).collect();
+        let who = match (index, status.groups.len()) {
+            (_, 1) => ": every member".to_owned(),
+            (0, _) => String::new(),
+            _ => format!(": {}", name_list(&names, NAMES_SHOWN)),
+        };
+        out.push_str(&format!("  {} {}{who}\n", names.len(), group.label));
+    }
+    for holder in &locks.holders {
+        let names: Vec<&str> = holder.members.iter().map(String::as_str).collect();
+        out.push_str(&format!(
+            "  locked: {} by {} on {} (`{}`, held {} s, {} s left): {}\n",
+            plural(names.len(), "member"),
+            holder.holder.id,
+            holder.holder.host,
+            holder.holder.command,
+            holder.held_seconds,
+            holder.expires_in_seconds,
+            name_list(&names, NAMES_SHOWN)
+        ));
+    }
+    let edited: Vec<&str> = status.edited().map(|m| m.name.as_str()).collect();
+    if !edited.is_empty() {
+        out.push_str(&format!(
+            "  {} (a file changed after it ran there) on {}: {}\n",
+            printer.paint_out(Style::Red, "checksum mismatch"),
+            plural(edited.len(), "member"),
+            name_list(&edited, NAMES_SHOWN)
+        ));
+    }
+    let complete = status
+        .members
+        .iter()
+        .filter(|m| m.error.is_none() && set.migrations.iter().all(|f| m.applied.contains(&f.name)))
+        .count();
+    out.push_str(&format!(
+        "{complete} of {} applied every migration of the folder ({})",
+        plural(total, "member"),
+        set.migrations.len()
+    ));
     printer.data(&out)?;
     Ok(())
 }

@@ -68,6 +68,10 @@ impl ExportError {
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per export, never in a collection: its size does not matter"
+)]
 pub enum SourceKind {
     /// An existing database file.
     Sqlite(PathBuf),

@@ -38,9 +38,9 @@ impl Rate {
 impl std::fmt::Display for Rate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let seconds = self.window.as_secs();
-        let window = if seconds % 3600 == 0 {
+        let window = if seconds.is_multiple_of(3600) {
             format!("{}h", seconds / 3600)
-        } else if seconds % 60 == 0 {
+        } else if seconds.is_multiple_of(60) {
             format!("{}m", seconds / 60)
         } else if self.window.subsec_millis() == 0 {
             format!("{seconds}s")
@@ -249,7 +249,7 @@ mod tests {
         for (index, first) in sent.iter().enumerate() {
             let within = sent[index..]
                 .iter()
-                .take_while(|at| **at - *first < rate.window)
+                .take_while(|at| at.saturating_sub(*first) < rate.window)
                 .count();
             // Room is left for the burst of a run started right after this one.
             assert!(

@@ -16,6 +16,7 @@ mod engine_recovery;
 mod export;
 mod files;
 mod fleet;
+mod fleet_summaries;
 mod init;
 mod keyring;
 mod lease;

@@ -10,13 +10,14 @@ use crate::cli::PromoteArgs;
 use crate::cli::fleet_progress::FleetProgress;
 use crate::commands::{Context, actor, plural};
 use crate::core::fleet::name_list;
+use crate::core::fleet::plan::{self, PlannedGroup};
 use crate::core::fleet::rollout::{
     MemberOutcome, MemberReport, PathTaken, Rollout, RolloutOptions, RolloutReport, Stopped,
 };
 use crate::core::fleet::survey;
-use crate::core::ledger::{self, Ledgers};
+use crate::core::ledger::Ledgers;
 use crate::core::migrations::MigrationSet;
-use crate::core::promote::{self, View};
+use crate::core::promote::View;
 use crate::core::registry::{Environment, Registry};
 
 /// The fleet rung of `promote`'s JSON.
@@ -38,14 +39,6 @@ struct FleetRung<'a> {
     groups: Vec<PlannedGroup>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback_command: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PlannedGroup {
-    pending: Vec<String>,
-    /// Failing gates, when the group is blocked.
-    blocked_by: Vec<String>,
-    members: Vec<String>,
 }
 
 /// What the fleet rung ended as, for `promote`'s exit status and its JSON.
@@ -91,9 +84,9 @@ pub(super) async fn promote_fleet(
             true,
         );
         let reads = survey::read_all(&fleet.members, &connect, &ledgers, &progress).await;
-        rung.groups = plan_groups(set, &ledgers, &source, env, &reads);
+        rung.groups = plan::plan_groups(set, &ledgers, &source, &env.name, &reads);
         print_plan(context, env, &source, &rung.groups);
-        let blocked = rung.groups.iter().any(|g| !g.blocked_by.is_empty());
+        let blocked = rung.groups.iter().any(PlannedGroup::is_blocked);
         rung.outcome = if blocked {
             "refused"
         } else if rung.groups.iter().all(|g| g.pending.is_empty()) {
@@ -208,61 +201,6 @@ pub(super) async fn promote_fleet(
     })
 }
 
-/// Members grouped by what the plan for each would write.
-fn plan_groups(
-    set: &MigrationSet,
-    ledgers: &Ledgers,
-    source: &View,
-    env: &Environment,
-    reads: &[survey::MemberRead],
-) -> Vec<PlannedGroup> {
-    let mut groups: Vec<PlannedGroup> = Vec::new();
-    for read in reads {
-        let (pending, blocked_by) = match &read.read {
-            Err(error) => (Vec::new(), vec![format!("unreadable: {error}")]),
-            Ok(state) => {
-                let view = View {
-                    name: env.name.clone(),
-                    statuses: ledger::compare(set, &state.state, set.layout),
-                    state: state.state.clone(),
-                    snapshot: state.snapshot.clone(),
-                    lock: state.lock.clone(),
-                    is_folder: false,
-                };
-                let plan = promote::plan(
-                    set,
-                    source,
-                    &view,
-                    crate::backend::BackendKind::D1,
-                    &ledgers.ignored_tables(),
-                    None,
-                );
-                (
-                    plan.pending.iter().map(|p| p.name.clone()).collect(),
-                    plan.gates
-                        .iter()
-                        .filter(|g| !g.passed)
-                        .map(|g| format!("{}: {}", g.name, g.detail))
-                        .collect(),
-                )
-            }
-        };
-        match groups
-            .iter_mut()
-            .find(|g| g.pending == pending && g.blocked_by == blocked_by)
-        {
-            Some(group) => group.members.push(read.member.name.clone()),
-            None => groups.push(PlannedGroup {
-                pending,
-                blocked_by,
-                members: vec![read.member.name.clone()],
-            }),
-        }
-    }
-    groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()));
-    groups
-}
-
 fn print_plan(context: &Context, env: &Environment, source: &View, groups: &[PlannedGroup]) {
     let mut out = format!(
         "plan: `{}`{} ← `{}`\n",
@@ -277,7 +215,7 @@ fn print_plan(context: &Context, env: &Environment, source: &View, groups: &[Pla
             plural(names.len(), "member"),
             name_list(&names, 5)
         );
-        if !group.blocked_by.is_empty() {
+        if group.is_blocked() {
             out.push_str(&format!(
                 "  {} {who}\n    {}\n",
                 context

@@ -1,10 +1,13 @@
 //! Fleets: one env of many D1 databases (one per tenant). Finding the members, reading them
-//! all (`survey`), their state as one comparable value (`fingerprint`), and promoting them at
-//! the account's request budget (`rollout`).
+//! all (`survey`), their state as one comparable value (`fingerprint`), what that says of the
+//! fleet (`summary`) and what a promotion would give each (`plan`), promoting them at the
+//! account's request budget (`rollout`), and undoing a rollout (`rollback`).
 
 pub mod fingerprint;
+pub mod plan;
 pub mod rollback;
 pub mod rollout;
+pub mod summary;
 pub mod survey;
 
 use std::path::Path;

@@ -309,6 +309,10 @@ impl Rollout<'_> {
         ends
     }
 
+    #[expect(
+        clippy::unused_self,
+        reason = "read as `self.known(…)` beside the other steps"
+    )]
     fn known<'k>(&self, known: &'k Mutex<Known>) -> std::sync::MutexGuard<'k, Known> {
         known
             .lock()
@@ -339,7 +343,7 @@ impl Rollout<'_> {
         };
         if let Some(group) = guess {
             return match self.express(backend, &group, holder).await {
-                Ok(done) => self.promoted(member, &group, done, PathTaken::Express, known),
+                Ok(done) => self.promoted(member, &group, &done, PathTaken::Express, known),
                 Err(error) => {
                     self.after_abort(member, backend, holder, error, known)
                         .await
@@ -353,7 +357,7 @@ impl Rollout<'_> {
                     .because(format!("could not read it: {error}"));
             }
         };
-        self.from_read(member, backend, holder, read, known).await
+        self.after_read(member, backend, holder, read, known).await
     }
 
     async fn express(
@@ -389,7 +393,7 @@ impl Rollout<'_> {
         &self,
         member: &MemberName,
         group: &GroupPlan,
-        done: ExpressDone,
+        done: &ExpressDone,
         path: PathTaken,
         known: &Mutex<Known>,
     ) -> MemberReport {
@@ -493,7 +497,7 @@ impl Rollout<'_> {
     }
 
     /// A member read before writing.
-    async fn from_read(
+    async fn after_read(
         &self,
         member: &MemberName,
         backend: &dyn Backend,
@@ -553,7 +557,7 @@ impl Rollout<'_> {
         known: &Mutex<Known>,
     ) -> MemberReport {
         match self.express(backend, group, holder).await {
-            Ok(done) => self.promoted(member, group, done, PathTaken::ReadThenExpress, known),
+            Ok(done) => self.promoted(member, group, &done, PathTaken::ReadThenExpress, known),
             Err(error) => {
                 self.after_abort(member, backend, holder, error, known)
                     .await
@@ -738,7 +742,7 @@ impl Rollout<'_> {
             }
             Outcome::Refused | Outcome::Planned => {
                 report.outcome = MemberOutcome::Refused;
-                report.reason = session.refusal.clone();
+                report.reason.clone_from(&session.refusal);
             }
             Outcome::Written => match &session.verified {
                 Some(Ok(verified)) if verified.differences.is_empty() => {

@@ -84,7 +84,7 @@ pub fn group_by(reads: &[MemberRead], key: &dyn Fn(&MemberRead) -> String) -> Ve
         }
     }
     // Stable: equal sizes keep their first-seen order.
-    groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.members.len()));
     groups
 }
 

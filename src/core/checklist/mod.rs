@@ -11,6 +11,10 @@ use crate::core::lock::Lease;
 use crate::core::promote::{Gate, Plan, View};
 use crate::core::rehearse::record::RehearsalCheck;
 
+mod fleet;
+
+pub use fleet::FleetSection;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Checklist {
     pub target: Target,
@@ -29,6 +33,9 @@ pub struct Checklist {
     pub sign_off: Vec<String>,
     pub blocking: Vec<String>,
     pub blocked: bool,
+    /// A fleet target: its members grouped by what each would get, and the rollout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSection>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,6 +175,7 @@ pub fn build(
         sign_off,
         blocked: !blocking.is_empty(),
         blocking,
+        fleet: None,
     }
 }
 
@@ -332,6 +340,10 @@ pub fn render_markdown(checklist: &Checklist) -> String {
             );
         }
         _ => out.push_str("Free: `promote` takes it before writing and releases it at the end.\n"),
+    }
+
+    if let Some(fleet) = &checklist.fleet {
+        fleet::render(&mut out, fleet);
     }
 
     out.push_str("\n### Rollback\n\n");
