@@ -151,13 +151,24 @@ impl Budget {
         let elapsed = now.saturating_duration_since(bucket.refilled).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.capacity);
         bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        // Within a rounding error of a whole token is a token: a wait computed from a
+        // shortfall of 1e-12 would round to no wait at all.
+        if bucket.tokens >= 1.0 - 1e-9 {
+            bucket.tokens = (bucket.tokens - 1.0).max(0.0);
             self.sent.fetch_add(1, Ordering::Relaxed);
             self.in_flight.fetch_add(1, Ordering::Relaxed);
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second)
+            // Rounded up to whole nanoseconds: a wait that rounded to zero would spin.
+            let nanos = ((1.0 - bucket.tokens) / self.per_second * 1e9)
+                .ceil()
+                .max(1.0);
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "a positive wait of at most a window"
+            )]
+            Duration::from_nanos(nanos as u64)
         }
     }
 

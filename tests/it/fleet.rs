@@ -615,3 +615,27 @@ fn ctrl_c_lets_the_member_in_flight_finish_and_starts_no_other() {
         "{promoted} promoted before the stop"
     );
 }
+
+#[test]
+fn drift_groups_members_by_schema_against_the_rung_below() {
+    let fleet = FleetFixture::new(5);
+    fleet.members_at_first_with_users(5);
+    fleet.run_ok(&["promote", "--to", "tenants", "--cascade"], 0);
+    fleet.sim.reset_stats();
+    let same = fleet.run_ok(&["drift", "tenants", "--format", "json"], 0);
+    assert_eq!(same.json()["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(fleet.raw_requests(), 5, "one read per member");
+    fleet
+        .sim
+        .execute("tenant-3", "CREATE TABLE notes (body TEXT);")
+        .unwrap();
+    let out = fleet.run_ok(&["drift", "tenants", "local", "--format", "json"], 1);
+    let json = out.json();
+    assert_eq!(json["against"], "local");
+    let groups = json["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{json}");
+    assert_eq!(groups[0]["same"], true);
+    assert_eq!(groups[0]["members"].as_array().unwrap().len(), 4);
+    assert_eq!(groups[1]["members"], serde_json::json!(["tenant-3"]));
+    assert!(out.stderr.contains("notes"), "{}", out.stderr);
+}

@@ -99,17 +99,16 @@ pub(super) async fn drift_fleet(
                 (key, group)
             }
         };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => existing.members.push(read.member.name.clone()),
-            None => {
-                let mut group = group;
-                group.members.push(read.member.name.clone());
-                groups.push((key, group));
-            }
+        if let Some((_, existing)) = groups.iter_mut().find(|(k, _)| *k == key) {
+            existing.members.push(read.member.name.clone());
+        } else {
+            let mut group = group;
+            group.members.push(read.member.name.clone());
+            groups.push((key, group));
         }
     }
     let mut groups: Vec<SchemaGroup> = groups.into_iter().map(|(_, g)| g).collect();
-    groups.sort_by(|a, b| b.members.len().cmp(&a.members.len()));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.members.len()));
     let drifted = groups.iter().any(|g| !g.same);
     let unreadable = groups.iter().any(|g| g.error.is_some());
     let mut out = format!(
