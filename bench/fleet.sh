@@ -54,7 +54,9 @@ stat() { curl -sf "$SIM/__sim/stats" | python3 -c "import json,sys; s=json.load(
 rate="$LIMIT/${WINDOW_S}s"
 budget=$(echo "$LIMIT / $WINDOW_S" | bc -l)
 
-for run in "a- 0" "b- 10" "c- 100"; do
+runs=("a- 0" "b- 10" "c- 100")
+[ -n "${ONLY_RESUME:-}" ] && runs=()
+for run in "${runs[@]}"; do
   set -- $run
   config "$1"
   faults "$2"
@@ -81,10 +83,15 @@ kill -9 "$child"; wait "$child" 2>/dev/null || true
 finished=$(stat 's["by_endpoint"].get("raw", 0)')
 curl -sf -X POST "$SIM/__sim/stats/reset" >/dev/null
 start=$(date +%s.%N)
-"$D1CTL" promote --to tenants --rate "$rate" -q
+"$D1CTL" promote --to tenants --rate "$rate" -q --format json > rerun.json
 end=$(date +%s.%N)
 requests=$(stat 's["total"]')
-# Members the killed run wrote: every request of it but the listing and the first read was one
-# member's batch (some of the last in flight may not have committed).
-echo "killed after about $finished requests; rerun: $requests requests in $(echo "$end - $start" | bc -l | cut -c1-5) s, $(stat 's["lockouts"]') lockouts"
-echo "extra requests over a run of the unfinished members alone: $((requests - (MEMBERS - finished + 2))) for about $finished finished members"
+read -r finished_members unfinished <<<"$(python3 -c '
+import json; r = json.load(open("rerun.json"))["rungs"][0]["rollout"]["members"]
+done = sum(1 for m in r if m["outcome"] == "up_to_date")
+print(done, len(r) - done)')"
+lists=$(stat 's["by_endpoint"].get("list_databases", 0)')
+echo "killed after $finished requests; the rerun found $finished_members members finished and $unfinished not"
+echo "rerun: $requests requests ($lists to list the fleet) in $(echo "$end - $start" | bc -l | cut -c1-5) s, $(stat 's["lockouts"]') lockouts"
+extra=$((requests - lists - unfinished))
+echo "extra requests over one per unfinished member: $extra for $finished_members finished members ($(echo "$extra / $finished_members" | bc -l | cut -c1-5) each)"

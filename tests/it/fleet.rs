@@ -209,9 +209,10 @@ fn an_agreeing_fleet_costs_one_request_per_member_and_keeps_its_rows() {
 fn laggards_take_the_full_path_and_drifted_members_are_refused_by_name() {
     let fleet = FleetFixture::new(10);
     fleet.members_at_first_with_users(10);
-    // Two members that joined after the first promotion: nothing applied yet.
-    fleet.sim.create_database("tenant-11");
-    fleet.sim.create_database("tenant-12");
+    // Five members that joined after the first promotion: nothing applied yet.
+    for n in 11..=15 {
+        fleet.sim.create_database(&format!("tenant-{n}"));
+    }
     // Two members whose schema was changed by hand.
     for member in ["tenant-4", "tenant-7"] {
         fleet
@@ -262,7 +263,13 @@ fn laggards_take_the_full_path_and_drifted_members_are_refused_by_name() {
             out.stderr
         );
     }
-    for member in ["tenant-11", "tenant-12"] {
+    for member in [
+        "tenant-11",
+        "tenant-12",
+        "tenant-13",
+        "tenant-14",
+        "tenant-15",
+    ] {
         assert_eq!(of(member)["outcome"], "promoted", "{member}");
         assert_eq!(of(member)["path"], "full", "{member}");
         assert_eq!(fleet.recorded(member), all_names(), "{member}");
@@ -638,4 +645,61 @@ fn drift_groups_members_by_schema_against_the_rung_below() {
     assert_eq!(groups[0]["members"].as_array().unwrap().len(), 4);
     assert_eq!(groups[1]["members"], serde_json::json!(["tenant-3"]));
     assert!(out.stderr.contains("notes"), "{}", out.stderr);
+}
+
+#[test]
+fn a_canary_stops_for_a_confirmation_and_yes_goes_on() {
+    let fleet = FleetFixture::new(6);
+    fleet.members_at_first_with_users(6);
+    let out = fleet.run_ok(
+        &[
+            "promote",
+            "--to",
+            "tenants",
+            "--cascade",
+            "--canary",
+            "2",
+            "--format",
+            "json",
+        ],
+        1,
+    );
+    let rollout = &out.json()["rungs"][1]["rollout"];
+    assert_eq!(
+        rollout["stopped"]["reason"], "wave_not_confirmed",
+        "{}",
+        out.stderr
+    );
+    assert_eq!(rollout["tally"]["promoted"], 2);
+    assert!(
+        out.stderr.contains("no terminal to confirm the next wave"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fleet.recorded("tenant-3"), [MIGRATIONS[0].0]);
+    let out = fleet.run_ok(
+        &[
+            "promote",
+            "--to",
+            "tenants",
+            "--waves",
+            "1,50%,100%",
+            "--yes",
+            "--format",
+            "json",
+        ],
+        0,
+    );
+    let tally = &out.json()["rungs"][0]["rollout"]["tally"];
+    assert_eq!(
+        (tally["promoted"].as_u64(), tally["up_to_date"].as_u64()),
+        (Some(4), Some(2))
+    );
+    for n in 1..=6 {
+        assert_eq!(fleet.recorded(&format!("tenant-{n}")), all_names());
+        assert_eq!(
+            fleet.rows(&format!("tenant-{n}"), "SELECT count(*) FROM users"),
+            ["2"]
+        );
+    }
 }

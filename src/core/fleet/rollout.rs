@@ -184,8 +184,26 @@ struct Known {
     /// The guess for the next member: `true` = it is finished (read it), `false` = it is in
     /// the group state (send the express batch).
     read_first: bool,
+    /// The fleet position of the member the guess was last taken from: a member finishing
+    /// later but standing earlier in the fleet (started before, answered after) says less
+    /// about the next one, and must not flip the guess back.
+    guessed_at: usize,
+    /// Each member's position in the fleet.
+    positions: HashMap<String, usize>,
     /// How many members were found in each plannable state: the commonest is the group's.
     seen: HashMap<String, usize>,
+}
+
+impl Known {
+    /// Takes the guess for the next member from `member`, unless a member further on in the
+    /// fleet gave it already.
+    fn guess(&mut self, member: &str, read_first: bool) {
+        let position = self.positions.get(member).copied().unwrap_or_default();
+        if position >= self.guessed_at {
+            self.guessed_at = position;
+            self.read_first = read_first;
+        }
+    }
 }
 
 pub struct Rollout<'a> {
@@ -206,6 +224,12 @@ impl Rollout<'_> {
         let holder = Holder::for_this_process(&self.options.command);
         let known = Mutex::new(Known {
             read_first: true,
+            positions: self
+                .members
+                .iter()
+                .enumerate()
+                .map(|(index, m)| (m.name.clone(), index))
+                .collect(),
             ..Known::default()
         });
         let mut tally = Tally {
@@ -415,7 +439,12 @@ impl Rollout<'_> {
                 known.head = Some(fingerprint::of(&done.snapshot, &done.state, self.ledgers));
                 known.head_snapshot = Some(done.snapshot.clone());
             }
-            known.read_first = false;
+            known.guess(&member.name, false);
+            // Each member found in the group state counts for it against other states.
+            *known
+                .seen
+                .entry(group.expected.fingerprint.clone())
+                .or_default() += 1;
         } else {
             report.outcome = MemberOutcome::Failed;
             report.reason = Some(format!(
@@ -466,7 +495,7 @@ impl Rollout<'_> {
                 report.reason =
                     Some("its answer was lost; the ledger shows it committed".to_owned());
             } else {
-                self.known(known).read_first = true;
+                self.known(known).guess(&member.name, true);
             }
             return report;
         }
@@ -511,7 +540,7 @@ impl Rollout<'_> {
             (known.group.clone(), known.head.clone())
         };
         if head.as_deref() == Some(fingerprint.as_str()) {
-            self.known(known).read_first = true;
+            self.known(known).guess(&member.name, true);
             return MemberReport::new(member, MemberOutcome::UpToDate, PathTaken::Read);
         }
         if let Some(group) = group.filter(|g| g.expected.fingerprint == fingerprint) {
@@ -523,7 +552,7 @@ impl Rollout<'_> {
         if plan.pending.is_empty() && !plan.blocked() {
             let mut known = self.known(known);
             known.head.get_or_insert(fingerprint);
-            known.read_first = true;
+            known.guess(&member.name, true);
             return MemberReport::new(member, MemberOutcome::UpToDate, PathTaken::Read);
         }
         if !plan.blocked() && self.known(known).group.is_none() {
@@ -536,11 +565,7 @@ impl Rollout<'_> {
                 },
                 pending: plan.pending.iter().map(|p| p.name.clone()).collect(),
             };
-            {
-                let mut known = self.known(known);
-                known.group.get_or_insert(group.clone());
-                *known.seen.entry(fingerprint).or_default() += 1;
-            }
+            self.known(known).group.get_or_insert(group.clone());
             return self
                 .read_then_express(member, backend, holder, &group, known)
                 .await;
