@@ -190,8 +190,20 @@ struct Known {
     guessed_at: usize,
     /// Each member's position in the fleet.
     positions: HashMap<String, usize>,
+    /// Held by the member being read while the guess is "finished".
+    reading: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// How many members were found in each plannable state: the commonest is the group's.
     seen: HashMap<String, usize>,
+}
+
+/// The lock that reads members one at a time (see `Rollout::one`).
+fn known_reading(known: &Mutex<Known>) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    std::sync::Arc::clone(
+        &known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reading,
+    )
 }
 
 impl Known {
@@ -361,11 +373,20 @@ impl Rollout<'_> {
             }
         };
         let backend = backend.as_ref();
-        let guess = {
+        let guess = || {
             let known = self.known(known);
             (!known.read_first).then(|| known.group.clone()).flatten()
         };
-        if let Some(group) = guess {
+        let mut reading = None;
+        if guess().is_none() {
+            // Members are read one at a time while the guess is "finished" (a rerun's first
+            // stretch): the member that finds where the finished ones end flips the guess
+            // before the next is read, instead of every member in flight being read and then
+            // written.
+            reading = Some(known_reading(known).lock_owned().await);
+        }
+        if let Some(group) = guess() {
+            drop(reading);
             return match self.express(backend, &group, holder).await {
                 Ok(done) => self.promoted(member, &group, &done, PathTaken::Express, known),
                 Err(error) => {
@@ -381,7 +402,9 @@ impl Rollout<'_> {
                     .because(format!("could not read it: {error}"));
             }
         };
-        self.after_read(member, backend, holder, read, known).await
+        let report = self.after_read(member, backend, holder, read, known).await;
+        drop(reading);
+        report
     }
 
     async fn express(
