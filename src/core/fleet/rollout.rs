@@ -262,13 +262,8 @@ impl Rollout<'_> {
                 // expected in (members started beside it could only guess and read first).
                 let first = indices.remove(0);
                 let report = self.one(&self.members[first], &holder, &known).await;
-                tally.count(report.outcome);
-                reporter.member(&report, &tally);
-                reports[first] = Some(report);
-                if tally.failed >= self.options.max_failures {
-                    stopped = Some(Stopped::Failures {
-                        failed: tally.failed,
-                    });
+                stopped = self.settle(first, report, &mut tally, &mut reports, reporter);
+                if stopped.is_some() {
                     indices.clear();
                 }
             }
@@ -282,17 +277,8 @@ impl Rollout<'_> {
             // `buffer_unordered` starts members only as it is polled, so a stop takes
             // effect before the next one starts.
             while let Some((index, report)) = in_flight.next().await {
-                tally.count(report.outcome);
-                reporter.member(&report, &tally);
-                reports[index] = Some(report);
-                if tally.failed >= self.options.max_failures {
-                    stopped = Some(Stopped::Failures {
-                        failed: tally.failed,
-                    });
-                    break;
-                }
-                if self.stop.load(Ordering::SeqCst) {
-                    stopped = Some(Stopped::Interrupted);
+                stopped = self.settle(index, report, &mut tally, &mut reports, reporter);
+                if stopped.is_some() {
                     break;
                 }
             }
@@ -327,6 +313,29 @@ impl Rollout<'_> {
             tally,
             stopped,
             pending: group.map(|g| g.pending).unwrap_or_default(),
+        }
+    }
+
+    /// Counts and reports a member that finished, and says whether the rollout stops here.
+    fn settle(
+        &self,
+        index: usize,
+        report: MemberReport,
+        tally: &mut Tally,
+        reports: &mut [Option<MemberReport>],
+        reporter: &dyn RolloutReporter,
+    ) -> Option<Stopped> {
+        tally.count(report.outcome);
+        reporter.member(&report, tally);
+        reports[index] = Some(report);
+        if tally.failed >= self.options.max_failures {
+            Some(Stopped::Failures {
+                failed: tally.failed,
+            })
+        } else if self.stop.load(Ordering::SeqCst) {
+            Some(Stopped::Interrupted)
+        } else {
+            None
         }
     }
 
