@@ -13,8 +13,9 @@ pub const D1CTL_TABLE: &str = "_d1ctl_migrations";
 /// drizzle's ledger (drizzle-orm's default `migrationsTable`).
 pub const DRIZZLE_TABLE: &str = "__drizzle_migrations";
 /// d1ctl's other bookkeeping tables, never part of the user's schema.
-pub const INTERNAL_TABLES: [&str; 5] = [
+pub const INTERNAL_TABLES: [&str; 6] = [
     "_d1ctl_unit_state",
+    crate::core::steps::STEPS_TABLE,
     "_d1ctl_sessions",
     "_d1ctl_lock",
     "_d1ctl_lease_guard",

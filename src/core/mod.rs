@@ -21,6 +21,7 @@ pub mod rows;
 pub mod schema;
 pub mod seed;
 pub mod sql;
+pub mod steps;
 pub mod temp;
 pub mod wrangler_config;
 pub mod write;

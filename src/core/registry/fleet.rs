@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::Mistake;
+
 /// The `fleet` table of an env, as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,19 +60,12 @@ impl FleetSpec {
     }
 }
 
-/// A mistake in a `fleet` table: where (a span of environments.toml), what, and a hint.
-pub(super) struct FleetMistake {
-    pub(super) span: Option<std::ops::Range<usize>>,
-    pub(super) message: String,
-    pub(super) hint: String,
-}
-
 /// Reads a `fleet` table: exactly one of its three keys.
 pub(super) fn parse(
     env: &str,
     raw: &Spanned<RawFleet>,
     root: &std::path::Path,
-) -> Result<FleetSpec, FleetMistake> {
+) -> Result<FleetSpec, Mistake> {
     let fleet = raw.get_ref();
     let given = [
         fleet.name_prefix.is_some(),
@@ -81,7 +76,7 @@ pub(super) fn parse(
     .filter(|given| **given)
     .count();
     if given != 1 {
-        return Err(FleetMistake {
+        return Err(Mistake {
             span: Some(raw.span()),
             message: format!(
                 "env `{env}`: `fleet` needs exactly one of `name_prefix`, `databases` and `file` ({given} given)"
@@ -93,7 +88,7 @@ pub(super) fn parse(
     if let Some(prefix) = &fleet.name_prefix {
         let text = prefix.get_ref();
         if text.is_empty() || !text.bytes().all(is_name_byte) {
-            return Err(FleetMistake {
+            return Err(Mistake {
                 span: Some(prefix.span()),
                 message: format!(
                     "env `{env}`: `fleet.name_prefix` `{text}` cannot begin a D1 database name"
@@ -106,7 +101,7 @@ pub(super) fn parse(
     if let Some(databases) = &fleet.databases {
         let mut names = Vec::new();
         for entry in databases.get_ref() {
-            let member = member_name(entry.get_ref()).map_err(|why| FleetMistake {
+            let member = member_name(entry.get_ref()).map_err(|why| Mistake {
                 span: Some(entry.span()),
                 message: format!(
                     "env `{env}`: `fleet.databases` entry `{}` {why}",
@@ -115,7 +110,7 @@ pub(super) fn parse(
                 hint: "write a database name, or `name=uuid`".to_owned(),
             })?;
             if names.iter().any(|m: &MemberName| m.name == member.name) {
-                return Err(FleetMistake {
+                return Err(Mistake {
                     span: Some(entry.span()),
                     message: format!(
                         "env `{env}`: `fleet.databases` names `{}` twice",
@@ -127,7 +122,7 @@ pub(super) fn parse(
             names.push(member);
         }
         if names.is_empty() {
-            return Err(FleetMistake {
+            return Err(Mistake {
                 span: Some(databases.span()),
                 message: format!("env `{env}`: `fleet.databases` is empty"),
                 hint: "list the fleet's databases, or use `fleet.name_prefix`".to_owned(),

@@ -17,8 +17,18 @@ use crate::core::migrations::Layout;
 use crate::d1::client::RequestMode;
 
 mod fleet;
+mod step;
 
 pub use fleet::{FleetSpec, MemberName, member_name, parse_file as parse_fleet_file};
+pub use step::{StepAction, StepSpec};
+
+/// A mistake found by one of the table readers (`fleet`, `[[step]]`): where (a span of
+/// environments.toml), what, and a hint.
+struct Mistake {
+    span: Option<Range<usize>>,
+    message: String,
+    hint: String,
+}
 
 pub const DEFAULT_CONFIG_FILE: &str = "environments.toml";
 pub const DEFAULT_LEDGER: &str = "d1_migrations";
@@ -43,6 +53,8 @@ pub struct Registry {
     pub project: Project,
     /// Environments in file order.
     pub environments: Vec<Environment>,
+    /// `[[step]]` tables: run-once data steps, in file order.
+    pub steps: Vec<StepSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +241,8 @@ struct RawConfig {
     project: Option<RawProject>,
     #[serde(default)]
     env: IndexMap<Spanned<String>, Spanned<RawEnv>>,
+    #[serde(default)]
+    step: Vec<Spanned<step::RawStep>>,
 }
 
 #[derive(Deserialize)]
@@ -482,8 +496,19 @@ impl Parser<'_> {
             Some(ledger) => ledger.get_ref().clone(),
             None => DEFAULT_LEDGER.to_owned(),
         };
+        let mut steps: Vec<StepSpec> = Vec::new();
+        let location = |offset: usize| {
+            let (line, column) = line_column(self.text, offset);
+            format!("{}:{line}:{column}", self.path.display())
+        };
+        for raw in &raw.step {
+            let step = step::parse(raw, &root, &steps, &location)
+                .map_err(|mistake| self.error(mistake.span, mistake.message, mistake.hint))?;
+            steps.push(step);
+        }
         Ok(Registry {
             path: self.path.to_path_buf(),
+            steps,
             root,
             project: Project {
                 migrations_dir,

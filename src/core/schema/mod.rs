@@ -16,6 +16,7 @@ pub use self::diff::{Change, diff};
 pub use self::model::{Body, Column, ForeignKey, Index, Schema, Table};
 pub use self::snapshot::{RawObject, SchemaError, Snapshot, replay, shadow, snapshot_statement};
 pub use self::tokenizer::words;
+pub(crate) use self::tokenizer::{Token, join_tokens, tokenize};
 
 #[cfg(test)]
 mod tests {

@@ -9,13 +9,13 @@ pub fn words(sql: &str) -> Vec<String> {
 /// A token of SQL text, normalised: words lower-cased, quoted identifiers unquoted,
 /// literals kept as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Token {
-    pub(super) text: String,
+pub(crate) struct Token {
+    pub(crate) text: String,
     /// A string or blob literal (never lower-cased).
-    pub(super) literal: bool,
+    pub(crate) literal: bool,
 }
 
-pub(super) fn tokenize(sql: &str) -> Vec<Token> {
+pub(crate) fn tokenize(sql: &str) -> Vec<Token> {
     let chars: Vec<char> = sql.chars().collect();
     let mut tokens: Vec<Token> = Vec::new();
     let mut i = 0;
@@ -135,7 +135,7 @@ fn drop_if_not_exists(tokens: &[Token]) -> Vec<Token> {
 }
 
 /// Tokens joined with single spaces, none inside parentheses or before commas.
-pub(super) fn join_tokens(tokens: &[Token]) -> String {
+pub(crate) fn join_tokens(tokens: &[Token]) -> String {
     let mut out = String::new();
     for (i, token) in tokens.iter().enumerate() {
         // A call keeps its `(` on the name (`lower(x)`); a keyword does not (`check (x)`).
