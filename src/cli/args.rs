@@ -342,3 +342,34 @@ pub(crate) struct CompletionsArgs {
     #[arg(value_name = "SHELL")]
     pub(crate) shell: clap_complete::Shell,
 }
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StepCommand {
+    /// Run one data step on one environment; a step that finished there is not run again.
+    Run(StepRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StepRunArgs {
+    /// The step's `name` in environments.toml.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+
+    /// The environment (name or alias).
+    #[arg(long = "env", value_name = "ENV")]
+    pub(crate) environment: String,
+
+    /// Run again a step that started and did not finish (a crash, Ctrl-C, a failing command),
+    /// once you have checked what it did.
+    #[arg(long, conflicts_with = "force")]
+    pub(crate) rerun_interrupted: bool,
+
+    /// Run again a step that finished (or was edited since): it repeats its work. Asks first
+    /// (`--yes` confirms).
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Show what would run and its estimated rows; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}

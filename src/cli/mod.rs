@@ -11,6 +11,7 @@ pub(crate) mod fleet_progress;
 pub(crate) mod printer;
 pub(crate) mod prompt;
 pub(crate) mod reporter;
+pub(crate) mod step_progress;
 
 /// `0.1.0 (abc1234)`: the package version and the git revision it was built from.
 const VERSION: &str = match option_env!("D1CTL_GIT_REVISION") {
@@ -220,6 +221,29 @@ Examples:
   d1ctl lock release tenants --id 3f9a…    that holder's lease on every member that has it"
     )]
     Lock(LockCommand),
+
+    /// Run-once data steps (backfills, one-off fixes) declared as `[[step]]` in environments.toml.
+    #[command(
+        subcommand,
+        after_help = "\
+Examples:
+  d1ctl step run backfill-metrics --env staging
+  d1ctl step run backfill-metrics --env production --dry-run     its state and estimated rows
+  d1ctl step run reindex --env dev --rerun-interrupted           after checking what it did
+  d1ctl step run backfill-metrics --env dev --force --yes        run a finished step again
+
+A step runs once per env, after the migration its `after` names, and is recorded in that env's
+`_d1ctl_steps`. `promote` runs the steps whose migration the target has and that the rung below
+finished; `status`, `plan` and `checklist` list them. An SQL step runs as one atomic request; a
+chunked one (`chunked = true`) repeats its one statement with a `LIMIT`, one atomic request per
+batch, until it changes no row, and a run stopped between batches continues where it stopped. A
+command step runs with `sh -c` in the folder of environments.toml, with D1CTL_ENV, D1CTL_BACKEND,
+D1CTL_SQLITE_PATH (sqlite) or D1CTL_ACCOUNT_ID, D1CTL_DATABASE_ID, D1CTL_DATABASE_NAME (d1) set,
+and the token as CLOUDFLARE_API_TOKEN only with `needs_token = true`; one that started and did
+not finish is interrupted and runs again only with `--rerun-interrupted`.
+Each run takes a rollback point first. Exits 1 when the step waits, is blocked or fails."
+    )]
+    Step(StepCommand),
 
     /// Record the migrations an untracked database already has, after proving its schema.
     #[command(after_help = "\

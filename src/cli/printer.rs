@@ -157,6 +157,16 @@ impl Printer {
         self.stderr_is_terminal
     }
 
+    /// A child process's standard output sent to stderr, so stdout stays data (hooks, step
+    /// commands); the child gets no output when stderr cannot be shared.
+    pub(crate) fn stderr_stdio(&self) -> std::process::Stdio {
+        use std::os::fd::AsFd as _;
+        std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_or_else(|_| std::process::Stdio::null(), std::process::Stdio::from)
+    }
+
     /// Where progress bars draw: stderr on a terminal, nowhere otherwise or when quiet.
     pub(crate) fn progress_target(&self) -> ProgressDrawTarget {
         if self.quiet || !self.stderr_is_terminal {

@@ -19,6 +19,7 @@ use crate::sim::Simulator;
 
 mod connect;
 mod context;
+mod data_steps;
 mod fleet;
 mod output;
 
@@ -38,6 +39,7 @@ mod rehearse;
 mod rollback;
 mod sim;
 mod status;
+mod step;
 
 /// How a command ended; mapped to the process exit code by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +246,7 @@ pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
         Command::Promote(args) => promote::promote(args, &context).await,
         Command::Rollback(args) => rollback::rollback(args, &context).await,
         Command::Lock(command) => lock::lock(command, &context).await,
+        Command::Step(command) => step::step(command, &context).await,
         Command::Baseline(args) => baseline::baseline(args, &context).await,
         Command::Init(args) => init::init(&args, &context),
         Command::Lint(args) => lint::lint(args, &context).await,

@@ -160,6 +160,8 @@ pub(crate) fn age(seconds: i64) -> String {
 pub(crate) fn plural(count: usize, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
+    } else if noun.ends_with("ch") || noun.ends_with('s') || noun.ends_with('x') {
+        format!("{count} {noun}es")
     } else {
         format!("{count} {noun}s")
     }

@@ -24,6 +24,7 @@ use crate::core::write::Outcome;
 use crate::core::write::migrate::{MigrateJob, MigratePlan, Source};
 
 mod fleet;
+mod steps;
 
 #[derive(Serialize)]
 struct RungReport {
@@ -52,6 +53,12 @@ struct RungReport {
     /// With `--rehearse`: the rehearsal behind the `rehearsal` gate.
     #[serde(skip_serializing_if = "Option::is_none")]
     rehearsal: Option<Rehearsal>,
+    /// The data steps as planned: what each would do once the migrations are applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<steps::PlannedStep>,
+    /// The steps run after the migrations.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    step_runs: Vec<crate::commands::data_steps::StepReport>,
 }
 
 pub(crate) async fn plan(args: PromoteArgs, context: &Context) -> anyhow::Result<ExitStatus> {
@@ -65,6 +72,8 @@ pub(crate) async fn promote(args: PromoteArgs, context: &Context) -> anyhow::Res
 async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Result<ExitStatus> {
     let registry = context.registry()?;
     let set = context.migrations(&registry)?;
+    // Read before anything is written: a step's mistake stops the promotion at the start.
+    let data_steps = context.steps(&registry, &set)?;
     let target = registry.resolve(&args.to)?;
     let Some(position) = registry
         .project
@@ -103,8 +112,10 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
             reports.push(outcome.json);
             break;
         }
-        let report = promote_rung(args, context, &registry, &set, env, dry_run).await?;
-        let stop = matches!(report.outcome, "blocked" | "refused" | "failed");
+        let report =
+            promote_rung(args, context, &registry, &set, &data_steps, env, dry_run).await?;
+        let stop = matches!(report.outcome, "blocked" | "refused" | "failed")
+            || report.step_runs.iter().any(|r| r.must_act());
         if stop || report.verified == Some(false) {
             status = ExitStatus::Failure;
         }
@@ -132,6 +143,7 @@ async fn promote_rung(
     context: &Context,
     registry: &Registry,
     set: &MigrationSet,
+    data_steps: &[crate::core::steps::Step],
     env: &Environment,
     dry_run: bool,
 ) -> anyhow::Result<RungReport> {
@@ -166,8 +178,33 @@ async fn promote_rung(
         verified: None,
         messages: Vec::new(),
         rehearsal: None,
+        steps: Vec::new(),
+        step_runs: Vec::new(),
     };
     let mut extra_gates = Vec::new();
+    let below = if data_steps.is_empty() {
+        None
+    } else {
+        context.steps_below(registry, env).await?
+    };
+    if !data_steps.is_empty() {
+        let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
+        report.steps = steps::preview(
+            data_steps,
+            &env.name,
+            backend.as_ref(),
+            &target.statuses,
+            &pending,
+            &below,
+        )
+        .await?;
+        // An edited step blocks like an edited migration; an interrupted one is the user's to
+        // check, and waits for them without holding the migrations back.
+        if let Some(gate) = steps::gate(&report.steps) {
+            extra_gates.push(gate.clone());
+            plan.gates.push(gate);
+        }
+    }
     if args.rehearse && !plan.pending.is_empty() {
         // Before anything is written: the gate blocks like any other.
         let rehearsal = context
@@ -215,13 +252,14 @@ async fn promote_rung(
         extra_gates,
     };
     let kind = backend.kind();
+    let planned_steps = steps::plan_lines(&report.steps);
     let progress = WriteProgress::new(
         printer,
         &env.name,
         format!("d1ctl promote --to {}", env.name),
         move |plan: &MigratePlan, _changed| {
             if let Some(promotion) = &plan.promotion {
-                print_plan(context, promotion, env, kind);
+                print_plan(context, promotion, env, kind, &planned_steps);
             }
         },
     )
@@ -263,9 +301,23 @@ async fn promote_rung(
         Outcome::UpToDate => {
             report.outcome = "up_to_date";
             printer.message(&format!(
-                "`{}` is up to date with `{}`: nothing to do",
+                "`{}` is up to date with `{}`: no migration to apply",
                 env.name, report.plan.source
             ));
+            if !dry_run && !data_steps.is_empty() {
+                report.step_runs = steps::run(
+                    context,
+                    registry,
+                    set,
+                    &ledgers,
+                    env,
+                    backend.as_ref(),
+                    data_steps,
+                    &below,
+                    args.yes,
+                )
+                .await?;
+            }
             return Ok(report);
         }
         Outcome::Blocked => {
@@ -369,20 +421,42 @@ async fn promote_rung(
         }
         None => {}
     }
-    if !args.no_hooks && !run_hooks(context, registry, env, "after", &env.after)? {
-        report.messages.push("an `after` hook failed".to_owned());
-        report.verified = Some(false);
-    }
+    // Printed before anything else can fail: the migrations' point undoes the steps too.
     if let Some(command) = &report.rollback_command {
         printer.message(&format!(
             "{}: {command}",
             printer.paint(Style::Cyan, "rollback")
         ));
     }
+    if report.verified == Some(true) && !data_steps.is_empty() {
+        // The promotion's plan listed these steps and its confirmation covered them.
+        report.step_runs = steps::run(
+            context,
+            registry,
+            set,
+            &ledgers,
+            env,
+            backend.as_ref(),
+            data_steps,
+            &below,
+            true,
+        )
+        .await?;
+    }
+    if !args.no_hooks && !run_hooks(context, registry, env, "after", &env.after)? {
+        report.messages.push("an `after` hook failed".to_owned());
+        report.verified = Some(false);
+    }
     Ok(report)
 }
 
-fn print_plan(context: &Context, plan: &Plan, env: &Environment, kind: BackendKind) {
+fn print_plan(
+    context: &Context,
+    plan: &Plan,
+    env: &Environment,
+    kind: BackendKind,
+    planned_steps: &str,
+) {
     let printer = &context.printer;
     let mut out = format!(
         "plan: `{}`{} ← `{}`\n",
@@ -425,6 +499,7 @@ fn print_plan(context: &Context, plan: &Plan, env: &Environment, kind: BackendKi
             plan.not_yet_at_source.join(", ")
         ));
     }
+    out.push_str(planned_steps);
     if !env.before.is_empty() || !env.after.is_empty() {
         out.push_str(&format!(
             "  hooks: before {:?}, after {:?}\n",
@@ -455,7 +530,7 @@ fn run_hooks(
             })
             .env("D1CTL_ENV", &env.name)
             .stdin(Stdio::null())
-            .stdout(stderr_stdio()?)
+            .stdout(context.printer.stderr_stdio())
             .status()
             .with_context(|| format!("could not run the {stage} hook `{hook}`"))?;
         if !status.success() {
@@ -473,9 +548,4 @@ fn run_hooks(
         }
     }
     Ok(true)
-}
-
-fn stderr_stdio() -> anyhow::Result<Stdio> {
-    use std::os::fd::AsFd as _;
-    Ok(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
 }

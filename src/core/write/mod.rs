@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod replace;
 pub mod restore;
 pub mod session;
+pub mod step;
 
 use std::path::Path;
 

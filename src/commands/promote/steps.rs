@@ -1,0 +1,228 @@
+//! The data steps of a rung: listed with its plan, and run after its migrations, each as its
+//! own write session (`Context::run_step`), in the order environments.toml declares them.
+
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::cli::printer::Style;
+use crate::commands::Context;
+use crate::commands::data_steps::{StepReport, StepRun};
+use crate::core::ledger::{Ledgers, MigrationStatus};
+use crate::core::migrations::MigrationSet;
+use crate::core::registry::{Environment, Registry};
+use crate::core::steps::{self, Decision, Rerun, Step, StepRecord, StepState};
+use crate::core::write::step::estimate;
+
+/// A step as the promotion plans it: what it is on the target, and what the promotion does.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct PlannedStep {
+    pub(super) name: String,
+    pub(super) kind: &'static str,
+    pub(super) after: String,
+    pub(super) state: StepState,
+    #[serde(flatten)]
+    pub(super) decision: Decision,
+    pub(super) estimated_rows: Option<i64>,
+}
+
+/// The rung below's records of the steps (`None` when the source is the folder).
+pub(super) type Below = Option<(String, Vec<StepRecord>)>;
+
+fn source_of<'a>(below: &'a Below, step: &Step) -> Option<(&'a str, Option<StepRecord>)> {
+    below.as_ref().map(|(name, records)| {
+        (
+            name.as_str(),
+            records.iter().find(|r| r.name == step.name).cloned(),
+        )
+    })
+}
+
+/// What each step would do once `pending` is applied to the target (`migrations` are its
+/// statuses now). Reads the target's `_d1ctl_steps` and the estimates.
+pub(super) async fn preview(
+    steps: &[Step],
+    env: &str,
+    backend: &dyn Backend,
+    migrations: &[MigrationStatus],
+    pending: &[String],
+    below: &Below,
+) -> anyhow::Result<Vec<PlannedStep>> {
+    let records = steps::ledger::read(backend).await.map_err(|error| {
+        anyhow::Error::from(error).context(format!("could not read the data steps of `{env}`"))
+    })?;
+    let statuses = steps::statuses(steps, migrations, &records, pending);
+    let mut planned = Vec::with_capacity(steps.len());
+    for (step, status) in steps.iter().zip(statuses) {
+        let decision = steps::decide(
+            &status,
+            env,
+            source_of(below, step)
+                .as_ref()
+                .map(|(n, r)| (*n, r.as_ref())),
+            &step.checksum,
+            Rerun::No,
+        );
+        let estimated_rows = if decision == Decision::Run {
+            estimate(backend, step).await
+        } else {
+            None
+        };
+        planned.push(PlannedStep {
+            name: step.name.clone(),
+            kind: step.kind(),
+            after: step.after.clone(),
+            state: status.state,
+            decision,
+            estimated_rows,
+        });
+    }
+    Ok(planned)
+}
+
+/// The promotion gate of the steps: an edited step (here, or a version the rung below ran
+/// that is not the file's) blocks like an edited migration. `None` when nothing blocks.
+pub(super) fn gate(planned: &[PlannedStep]) -> Option<crate::core::promote::Gate> {
+    let edited: Vec<&str> = planned
+        .iter()
+        .filter_map(|step| match &step.decision {
+            Decision::Blocked { why, .. } if step.state != StepState::Interrupted => {
+                Some(why.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    (!edited.is_empty()).then(|| crate::core::promote::Gate {
+        name: "steps",
+        passed: false,
+        detail: edited.join("; "),
+    })
+}
+
+/// The plan's lines for the steps.
+pub(super) fn plan_lines(planned: &[PlannedStep]) -> String {
+    if planned.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("  data steps after the migrations ({}):\n", planned.len());
+    for step in planned {
+        let what = match &step.decision {
+            Decision::Run => match step.estimated_rows {
+                Some(rows) => format!("runs, about {rows} rows"),
+                None => "runs".to_owned(),
+            },
+            Decision::Done => "done".to_owned(),
+            Decision::Wait { why } => format!("waits: {why}"),
+            Decision::Blocked { why, .. } => format!("BLOCKED: {why}"),
+        };
+        out.push_str(&format!(
+            "    {} ({}, after {}): {what}\n",
+            step.name, step.kind, step.after
+        ));
+    }
+    out
+}
+
+/// Runs the rung's steps after its migrations, in order; stops at the first that the user
+/// must act on. `yes` carries the promotion's approval to the steps its plan listed.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the rung as the promotion read it, passed on to each step's session"
+)]
+pub(super) async fn run(
+    context: &Context,
+    registry: &Registry,
+    set: &MigrationSet,
+    ledgers: &Ledgers,
+    env: &Environment,
+    backend: &dyn Backend,
+    steps: &[Step],
+    below: &Below,
+    yes: bool,
+) -> anyhow::Result<Vec<StepReport>> {
+    let printer = &context.printer;
+    let state = ledgers.read(backend).await?;
+    let migrations = crate::core::ledger::compare(set, &state, set.layout);
+    let planned = preview(steps, &env.name, backend, &migrations, &[], below).await?;
+    let mut reports = Vec::new();
+    for (step, plan) in steps.iter().zip(planned) {
+        match &plan.decision {
+            Decision::Done => continue,
+            Decision::Wait { why } => {
+                printer.message(&format!(
+                    "step `{}` waits on `{}`: {why}",
+                    step.name, env.name
+                ));
+                continue;
+            }
+            Decision::Blocked { why, hint } => {
+                printer.error(&format!("{why}; it was not run"), Some(hint));
+                reports.push(blocked_report(step, env, &plan, why, hint));
+                break;
+            }
+            Decision::Run => {}
+        }
+        let report = context
+            .run_step(StepRun {
+                registry,
+                set,
+                ledgers,
+                env,
+                backend,
+                step,
+                source: source_of(below, step),
+                rerun: Rerun::No,
+                yes,
+                dry_run: false,
+                command: format!("promote --to {} (step {})", env.name, step.name),
+            })
+            .await?;
+        let stop = report.must_act();
+        reports.push(report);
+        if stop {
+            break;
+        }
+    }
+    let ran: Vec<&StepReport> = reports.iter().filter(|r| r.outcome == "ran").collect();
+    if !ran.is_empty() {
+        printer.message(&format!(
+            "{} {} on `{}`: {}",
+            printer.paint(Style::Green, "data steps:"),
+            crate::commands::plural(ran.len(), "step"),
+            env.name,
+            ran.iter()
+                .map(|r| match r.record.as_ref().and_then(|record| record.rows) {
+                    Some(rows) => format!("{} ({rows} rows)", r.step),
+                    None => r.step.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(reports)
+}
+
+fn blocked_report(
+    step: &Step,
+    env: &Environment,
+    plan: &PlannedStep,
+    why: &str,
+    hint: &str,
+) -> StepReport {
+    StepReport {
+        step: step.name.clone(),
+        environment: env.name.clone(),
+        kind: step.kind(),
+        after: step.after.clone(),
+        outcome: "blocked",
+        state: plan.state,
+        why: Some(why.to_owned()),
+        hint: Some(hint.to_owned()),
+        estimated_rows: plan.estimated_rows,
+        record: None,
+        requests: 0,
+        rollback_point: None,
+        rollback_command: None,
+        verified: None,
+        messages: Vec::new(),
+    }
+}
