@@ -34,15 +34,33 @@ pub(crate) async fn checklist(
         let checklist = fleet_checklist(context, &registry, &set, &ledgers, env).await?;
         return print(context, &checklist);
     }
+    let data_steps = context.steps(&registry, &set)?;
     let Rung {
         backend,
         identity,
         source,
         target,
-        plan,
+        mut plan,
     } = context
         .read_rung(&registry, &set, &ledgers, env, false)
         .await?;
+    let planned_steps = if data_steps.is_empty() {
+        Vec::new()
+    } else {
+        let below = context.steps_below(&registry, env).await?;
+        let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
+        let planned = crate::core::steps::plan::preview(
+            &data_steps,
+            &env.name,
+            backend.as_ref(),
+            &target.statuses,
+            &pending,
+            &below,
+        )
+        .await?;
+        plan.gates.extend(crate::core::steps::plan::gate(&planned));
+        planned
+    };
     let facts = facts(
         context,
         &registry,
@@ -60,7 +78,8 @@ pub(crate) async fn checklist(
         rollback(backend.kind(), env),
     );
     let names: Vec<String> = set.migrations.iter().map(|m| m.name.clone()).collect();
-    let checklist = checklist::build(&plan, &source, &target, facts, &names);
+    let mut checklist = checklist::build(&plan, &source, &target, facts, &names);
+    checklist.steps = planned_steps;
     print(context, &checklist)
 }
 

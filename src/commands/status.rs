@@ -22,6 +22,7 @@ fn mark(report: &EnvStatus<'_>) -> &'static str {
 use crate::core::ledger::{self, Ledgers, MigrationStatus, State};
 use crate::core::migrations::MigrationSet;
 use crate::core::registry::{Environment, Registry};
+use crate::core::steps::{self, Step, StepState, StepStatus};
 
 /// How many names a fleet's group shows before `and N more`.
 const NAMES_SHOWN: usize = 5;
@@ -45,6 +46,9 @@ struct EnvStatus<'a> {
     migrations: Vec<MigrationStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fleet: Option<FleetColumn>,
+    /// The data steps on the env (empty when environments.toml declares none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    steps: Vec<StepStatus>,
 }
 
 /// A fleet env's entry: its members counted (the matrix lists them, one request per 10,000),
@@ -65,6 +69,7 @@ struct FleetColumn {
 pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Result<ExitStatus> {
     let registry = context.registry()?;
     let set = context.migrations(&registry)?;
+    let data_steps = context.steps(&registry, &set)?;
     let mut environments: Vec<&Environment> = Vec::new();
     if args.environments.is_empty() {
         environments = registry.ordered();
@@ -105,10 +110,24 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
                     groups: Vec::new(),
                     databases: Vec::new(),
                 }),
+                steps: Vec::new(),
             });
         }
         let backend = context.backend(&registry, env)?;
         let state = read_ledgers(&ledgers, backend.as_ref(), env).await?;
+        let migrations = ledger::compare(&set, &state, set.layout);
+        // No `[[step]]`, no request for them.
+        let steps = if data_steps.is_empty() {
+            Vec::new()
+        } else {
+            let records = steps::ledger::read(backend.as_ref())
+                .await
+                .map_err(|error| {
+                    anyhow::Error::from(error)
+                        .context(format!("could not read the data steps of `{}`", env.name))
+                })?;
+            steps::statuses(&data_steps, &migrations, &records, &[])
+        };
         if let Some(progress) = &progress {
             progress.inc();
         }
@@ -118,8 +137,9 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
             location: backend.location(),
             protected: env.protected,
             simulator: env.is_simulated(),
-            migrations: ledger::compare(&set, &state, set.layout),
+            migrations,
             fleet: None,
+            steps,
         })
     }))
     .await;
@@ -130,6 +150,11 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
         .iter()
         .flat_map(|r| &r.migrations)
         .any(|m| m.state == State::ChecksumMismatch && m.line_endings_only != Some(true));
+    // A step edited after it ran, or one that did not finish, is the user's to look at.
+    let steps_to_check = reports
+        .iter()
+        .flat_map(|r| &r.steps)
+        .any(|s| s.edited || s.state == StepState::Interrupted);
 
     let fleets: Vec<&EnvStatus<'_>> = reports.iter().filter(|r| r.fleet.is_some()).collect();
     for fleet in &fleets {
@@ -147,11 +172,11 @@ pub(crate) async fn status(args: StatusArgs, context: &Context) -> anyhow::Resul
     } else if let [single] = reports.as_slice()
         && single.fleet.is_none()
     {
-        print_single(context, single)?;
+        print_single(context, single, &data_steps)?;
     } else {
-        print_matrix(context, &reports)?;
+        print_matrix(context, &reports, &data_steps)?;
     }
-    Ok(if edited {
+    Ok(if edited || steps_to_check {
         ExitStatus::Failure
     } else {
         ExitStatus::Success
@@ -173,7 +198,11 @@ fn state_style(state: State) -> Style {
     }
 }
 
-fn print_single(context: &Context, report: &EnvStatus<'_>) -> anyhow::Result<()> {
+fn print_single(
+    context: &Context,
+    report: &EnvStatus<'_>,
+    data_steps: &[Step],
+) -> anyhow::Result<()> {
     let printer = &context.printer;
     let mut out = format!(
         "{}{} ({}, {})\n",
@@ -200,9 +229,73 @@ fn print_single(context: &Context, report: &EnvStatus<'_>) -> anyhow::Result<()>
     if report.migrations.is_empty() {
         out.push_str("  no migrations\n");
     }
+    if !report.steps.is_empty() {
+        out.push_str("  data steps:\n");
+        let width = report
+            .steps
+            .iter()
+            .map(|s| step_word(s).len())
+            .max()
+            .unwrap_or(0);
+        for (status, step) in report.steps.iter().zip(data_steps) {
+            let word = step_word(status);
+            out.push_str(&format!(
+                "  {}{} {} ({}, after {}){}\n",
+                printer.paint_out(step_style(status), word),
+                " ".repeat(width - word.len()),
+                status.name,
+                step.kind(),
+                status.after,
+                crate::commands::data_steps::describe_record(status.record.as_ref())
+            ));
+        }
+    }
     out.push_str(&summary(&report.migrations));
+    if !report.steps.is_empty() {
+        out.push_str(&format!("; {}", step_summary(&report.steps)));
+    }
     printer.data(&out)?;
     Ok(())
+}
+
+/// A step's state as `status` words it: an edit outranks the state.
+fn step_word(status: &StepStatus) -> &'static str {
+    if status.edited {
+        "edited"
+    } else {
+        status.state.as_str()
+    }
+}
+
+fn step_style(status: &StepStatus) -> Style {
+    match status.state {
+        _ if status.edited => Style::Red,
+        StepState::Done => Style::Green,
+        StepState::Pending | StepState::Partial => Style::Yellow,
+        StepState::Waiting => Style::Bold,
+        StepState::Interrupted => Style::Red,
+    }
+}
+
+fn step_summary(steps: &[StepStatus]) -> String {
+    let mut parts = Vec::new();
+    for state in [
+        StepState::Done,
+        StepState::Pending,
+        StepState::Partial,
+        StepState::Interrupted,
+        StepState::Waiting,
+    ] {
+        let count = steps.iter().filter(|s| s.state == state).count();
+        if count > 0 {
+            parts.push(format!("{count} {}", state.as_str()));
+        }
+    }
+    let edited = steps.iter().filter(|s| s.edited).count();
+    if edited > 0 {
+        parts.push(format!("{edited} edited"));
+    }
+    format!("steps: {}", parts.join(", "))
 }
 
 fn summary(migrations: &[MigrationStatus]) -> String {
@@ -222,8 +315,12 @@ fn summary(migrations: &[MigrationStatus]) -> String {
     parts.join(", ")
 }
 
-/// Migrations down, environments across.
-fn print_matrix(context: &Context, reports: &[EnvStatus<'_>]) -> anyhow::Result<()> {
+/// Migrations down, environments across (and the data steps below them, the same way).
+fn print_matrix(
+    context: &Context,
+    reports: &[EnvStatus<'_>],
+    data_steps: &[Step],
+) -> anyhow::Result<()> {
     let printer = &context.printer;
     let mut names: Vec<&str> = Vec::new();
     for report in reports {
@@ -280,6 +377,9 @@ fn print_matrix(context: &Context, reports: &[EnvStatus<'_>]) -> anyhow::Result<
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    if !data_steps.is_empty() {
+        out.push_str(&steps_matrix(context, reports, data_steps, first, &widths));
+    }
     for report in reports {
         out.push_str(&format!(
             "\n{}{} ({}, {}): {}",
@@ -289,8 +389,14 @@ fn print_matrix(context: &Context, reports: &[EnvStatus<'_>]) -> anyhow::Result<
             report.location,
             if report.fleet.is_some() {
                 "members not read".to_owned()
-            } else {
+            } else if report.steps.is_empty() {
                 summary(&report.migrations)
+            } else {
+                format!(
+                    "{}; {}",
+                    summary(&report.migrations),
+                    step_summary(&report.steps)
+                )
             }
         ));
     }
@@ -337,6 +443,7 @@ async fn fleet_status(
                     groups: status.groups,
                     databases: status.members,
                 }),
+                steps: Vec::new(),
             }],
         })?;
     } else {
@@ -408,4 +515,39 @@ fn print_fleet(
     ));
     printer.data(&out)?;
     Ok(())
+}
+
+/// The steps' rows of the matrix, in the migrations' columns (widened where a word needs it).
+fn steps_matrix(
+    context: &Context,
+    reports: &[EnvStatus<'_>],
+    data_steps: &[Step],
+    first: usize,
+    widths: &[usize],
+) -> String {
+    let printer = &context.printer;
+    let first = data_steps
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(first)
+        .max("data step".len());
+    let mut out = format!("\n{}\n", printer.paint_out(Style::Bold, "data step"));
+    for step in data_steps {
+        let mut line = format!("{:first$}", step.name);
+        for (report, width) in reports.iter().zip(widths) {
+            let status = report.steps.iter().find(|s| s.name == step.name);
+            let word = status.map_or("", step_word);
+            let padded = format!("{word:width$}");
+            line.push_str("  ");
+            line.push_str(&match status {
+                Some(status) => printer.paint_out(step_style(status), &padded),
+                None => padded,
+            });
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -55,7 +55,7 @@ struct RungReport {
     rehearsal: Option<Rehearsal>,
     /// The data steps as planned: what each would do once the migrations are applied.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    steps: Vec<steps::PlannedStep>,
+    steps: Vec<crate::core::steps::plan::PlannedStep>,
     /// The steps run after the migrations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     step_runs: Vec<crate::commands::data_steps::StepReport>,
@@ -189,7 +189,7 @@ async fn promote_rung(
     };
     if !data_steps.is_empty() {
         let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
-        report.steps = steps::preview(
+        report.steps = crate::core::steps::plan::preview(
             data_steps,
             &env.name,
             backend.as_ref(),
@@ -200,7 +200,7 @@ async fn promote_rung(
         .await?;
         // An edited step blocks like an edited migration; an interrupted one is the user's to
         // check, and waits for them without holding the migrations back.
-        if let Some(gate) = steps::gate(&report.steps) {
+        if let Some(gate) = crate::core::steps::plan::gate(&report.steps) {
             extra_gates.push(gate.clone());
             plan.gates.push(gate);
         }

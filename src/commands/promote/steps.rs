@@ -1,102 +1,15 @@
 //! The data steps of a rung: listed with its plan, and run after its migrations, each as its
 //! own write session (`Context::run_step`), in the order environments.toml declares them.
 
-use serde::Serialize;
-
 use crate::backend::Backend;
 use crate::cli::printer::Style;
 use crate::commands::Context;
 use crate::commands::data_steps::{StepReport, StepRun};
-use crate::core::ledger::{Ledgers, MigrationStatus};
+use crate::core::ledger::Ledgers;
 use crate::core::migrations::MigrationSet;
 use crate::core::registry::{Environment, Registry};
-use crate::core::steps::{self, Decision, Rerun, Step, StepRecord, StepState};
-use crate::core::write::step::estimate;
-
-/// A step as the promotion plans it: what it is on the target, and what the promotion does.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct PlannedStep {
-    pub(super) name: String,
-    pub(super) kind: &'static str,
-    pub(super) after: String,
-    pub(super) state: StepState,
-    #[serde(flatten)]
-    pub(super) decision: Decision,
-    pub(super) estimated_rows: Option<i64>,
-}
-
-/// The rung below's records of the steps (`None` when the source is the folder).
-pub(super) type Below = Option<(String, Vec<StepRecord>)>;
-
-fn source_of<'a>(below: &'a Below, step: &Step) -> Option<(&'a str, Option<StepRecord>)> {
-    below.as_ref().map(|(name, records)| {
-        (
-            name.as_str(),
-            records.iter().find(|r| r.name == step.name).cloned(),
-        )
-    })
-}
-
-/// What each step would do once `pending` is applied to the target (`migrations` are its
-/// statuses now). Reads the target's `_d1ctl_steps` and the estimates.
-pub(super) async fn preview(
-    steps: &[Step],
-    env: &str,
-    backend: &dyn Backend,
-    migrations: &[MigrationStatus],
-    pending: &[String],
-    below: &Below,
-) -> anyhow::Result<Vec<PlannedStep>> {
-    let records = steps::ledger::read(backend).await.map_err(|error| {
-        anyhow::Error::from(error).context(format!("could not read the data steps of `{env}`"))
-    })?;
-    let statuses = steps::statuses(steps, migrations, &records, pending);
-    let mut planned = Vec::with_capacity(steps.len());
-    for (step, status) in steps.iter().zip(statuses) {
-        let decision = steps::decide(
-            &status,
-            env,
-            source_of(below, step)
-                .as_ref()
-                .map(|(n, r)| (*n, r.as_ref())),
-            &step.checksum,
-            Rerun::No,
-        );
-        let estimated_rows = if decision == Decision::Run {
-            estimate(backend, step).await
-        } else {
-            None
-        };
-        planned.push(PlannedStep {
-            name: step.name.clone(),
-            kind: step.kind(),
-            after: step.after.clone(),
-            state: status.state,
-            decision,
-            estimated_rows,
-        });
-    }
-    Ok(planned)
-}
-
-/// The promotion gate of the steps: an edited step (here, or a version the rung below ran
-/// that is not the file's) blocks like an edited migration. `None` when nothing blocks.
-pub(super) fn gate(planned: &[PlannedStep]) -> Option<crate::core::promote::Gate> {
-    let edited: Vec<&str> = planned
-        .iter()
-        .filter_map(|step| match &step.decision {
-            Decision::Blocked { why, .. } if step.state != StepState::Interrupted => {
-                Some(why.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    (!edited.is_empty()).then(|| crate::core::promote::Gate {
-        name: "steps",
-        passed: false,
-        detail: edited.join("; "),
-    })
-}
+use crate::core::steps::plan::{Below, PlannedStep, preview, source_of};
+use crate::core::steps::{Decision, Rerun, Step};
 
 /// The plan's lines for the steps.
 pub(super) fn plan_lines(planned: &[PlannedStep]) -> String {

@@ -10,6 +10,8 @@ use crate::core::lint::{Finding, Severity};
 use crate::core::lock::Lease;
 use crate::core::promote::{Gate, Plan, View};
 use crate::core::rehearse::record::RehearsalCheck;
+use crate::core::steps::plan::PlannedStep;
+use crate::core::steps::{Decision, StepRecord};
 
 mod fleet;
 
@@ -36,6 +38,9 @@ pub struct Checklist {
     /// A fleet target: its members grouped by what each would get, and the rollout.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetSection>,
+    /// The data steps and what the promotion does with each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<PlannedStep>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +181,7 @@ pub fn build(
         blocked: !blocking.is_empty(),
         blocking,
         fleet: None,
+        steps: Vec::new(),
     }
 }
 
@@ -215,7 +221,19 @@ pub fn render_markdown(checklist: &Checklist) -> String {
         if checklist.blocked {
             format!("**BLOCKED** ({} blocking)", checklist.blocking.len())
         } else if checklist.pending.is_empty() {
-            "up to date, nothing to promote".to_owned()
+            let steps = checklist
+                .steps
+                .iter()
+                .filter(|s| s.decision == Decision::Run)
+                .count();
+            if steps == 0 {
+                "up to date, nothing to promote".to_owned()
+            } else {
+                format!(
+                    "no migration to apply; {steps} data step{} to run",
+                    if steps == 1 { "" } else { "s" }
+                )
+            }
         } else {
             "ready to promote".to_owned()
         }
@@ -265,6 +283,10 @@ pub fn render_markdown(checklist: &Checklist) -> String {
                 )
             );
         }
+    }
+
+    if !checklist.steps.is_empty() {
+        render_steps(&mut out, checklist);
     }
 
     out.push_str("\n### Verified by d1ctl\n\n");
@@ -382,4 +404,61 @@ pub fn render_markdown(checklist: &Checklist) -> String {
         }
     }
     out
+}
+
+/// A step's record as a cell: `done (1200 rows)`, `started, not finished`, `not run`.
+fn record_word(record: Option<&StepRecord>) -> String {
+    match record {
+        None => "not run".to_owned(),
+        Some(record) if record.finished() => match record.rows {
+            Some(rows) => format!("done ({rows} rows)"),
+            None => "done".to_owned(),
+        },
+        Some(record) => format!(
+            "started {}, not finished{}",
+            record.started_at,
+            record
+                .rows
+                .map(|rows| format!(" ({rows} rows so far)"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+fn render_steps(out: &mut String, checklist: &Checklist) {
+    let _ = writeln!(
+        out,
+        "\n### Data steps after the migrations ({})\n",
+        checklist.steps.len()
+    );
+    let _ = writeln!(
+        out,
+        "| step | kind | after | `{}` (source) | `{}` (target) | this promotion |",
+        checklist.source, checklist.target.environment
+    );
+    out.push_str("|---|---|---|---|---|---|\n");
+    for step in &checklist.steps {
+        let action = match &step.decision {
+            Decision::Run => match step.estimated_rows {
+                Some(rows) => format!("runs (about {rows} rows)"),
+                None => "runs (rows not counted yet)".to_owned(),
+            },
+            Decision::Done => "nothing (done)".to_owned(),
+            Decision::Wait { why } => format!("waits: {why}"),
+            Decision::Blocked { why, .. } => format!("**BLOCKED**: {why}"),
+        };
+        let source = if checklist.source == crate::core::registry::RESERVED_NAME {
+            "-".to_owned()
+        } else {
+            record_word(step.source_record.as_ref())
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | `{}` | {source} | {} | {action} |",
+            step.name,
+            step.kind,
+            step.after,
+            step.state.as_str(),
+        );
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod estimate;
 pub mod ledger;
+pub mod plan;
 
 use std::path::Path;
 
