@@ -450,11 +450,11 @@ fn failure_lines(
             describe_record(Some(record))
         ),
         Ok(Some(record)) if record.kind == "chunked" => format!(
-            "`{}` records step `{}` as partial: {} rows in {} batches committed; `d1ctl step run {} --env {}` continues it",
+            "`{}` records step `{}` as partial: {} rows in {} committed; `d1ctl step run {} --env {}` continues it",
             env.name,
             step.name,
             record.rows.unwrap_or(0),
-            record.batches,
+            crate::commands::plural(usize::try_from(record.batches).unwrap_or(0), "batch"),
             step.name,
             env.name
         ),

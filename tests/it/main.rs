@@ -30,4 +30,5 @@ mod rows;
 mod sim;
 mod sim_fleet;
 mod simulated;
+mod steps;
 mod wrangler;
