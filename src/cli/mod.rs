@@ -278,7 +278,7 @@ The target must be a local (`sqlite`) env that is not protected. Its previous fi
 Examples:
   d1ctl reset local                        a new `local` file: every migration, no rows
   d1ctl reset local --yes                  replace a file that has rows without asking
-  d1ctl reset local --from prod            production's data instead (as `d1ctl pull prod --into local`)
+  d1ctl reset local --from prod            as `d1ctl pull prod --into local`
   d1ctl reset local --dry-run              what would be replaced, nothing written
   d1ctl reset local --format json
 

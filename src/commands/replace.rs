@@ -262,6 +262,8 @@ pub(crate) async fn replace(
         yes,
         dry_run,
     };
+    // Read before the lock, which creates the file it locks.
+    let existed = target_path.exists();
     let report = match context.write(write, &job, &write_progress).await {
         Ok(Ok(report)) => report,
         Ok(Err(status)) => return Ok(status),
@@ -394,9 +396,13 @@ pub(crate) async fn replace(
         if verb == Verb::Pull {
             printer.message(&format!("undo with: {undo}"));
         } else if let Some(backup) = &json.backup {
-            printer.message(&format!(
-                "the previous file is kept as `{backup}`; restore it with: {undo}"
-            ));
+            printer.message(&if existed {
+                format!("the previous file is kept as `{backup}`; restore it with: {undo}")
+            } else {
+                format!(
+                    "there was no file before; `{backup}` is the empty database the lock made; restore it with: {undo}"
+                )
+            });
         }
     }
     Ok(ExitStatus::Success)

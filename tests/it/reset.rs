@@ -336,6 +336,17 @@ fn reset_of_a_missing_file_says_there_is_nothing_to_back_up() {
         "{}",
         reset.stderr
     );
+    assert!(
+        reset
+            .stderr
+            .contains("there was no file before; `.d1ctl/backups/local-"),
+        "{}",
+        reset.stderr
+    );
+    assert_eq!(
+        printed_restore(&reset)[..3],
+        ["rollback", "local", "--bookmark"]
+    );
     assert_eq!(
         rows(
             &project.db("local.sqlite"),
