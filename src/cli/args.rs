@@ -137,6 +137,25 @@ pub(crate) struct PullArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct ResetArgs {
+    /// The local `sqlite` environment to recreate (name or alias).
+    #[arg(value_name = "LOCAL_ENV")]
+    pub(crate) environment: String,
+
+    /// Copy this env's schema and data instead, as `d1ctl pull ENV --into LOCAL_ENV` does.
+    #[arg(long, value_name = "ENV")]
+    pub(crate) from: Option<String>,
+
+    /// Show what would be replaced and write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+
+    /// Replace a file that has rows without asking.
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct PromoteArgs {
     /// The environment to bring up to date (name or alias).
     #[arg(long = "to", value_name = "ENV")]

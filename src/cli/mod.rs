@@ -297,6 +297,21 @@ The target must be a local (`sqlite`) env that is not protected. Its previous fi
 `.d1ctl/backups/`, and its ledgers end up as the source's.")]
     Pull(PullArgs),
 
+    /// Recreate a local SQLite env from nothing: a new file with every migration applied.
+    #[command(after_help = "\
+Examples:
+  d1ctl reset local                        a new `local` file: every migration, no rows
+  d1ctl reset local --yes                  replace a file that has rows without asking
+  d1ctl reset local --from prod            as `d1ctl pull prod --into local`
+  d1ctl reset local --dry-run              what would be replaced, nothing written
+  d1ctl reset local --format json
+
+The env must be a local (`sqlite`) env that is not protected. A file whose tables hold rows is
+replaced only after you type the env's name (or with `--yes`; without a terminal it refuses).
+The previous file is kept under `.d1ctl/backups/` and the output ends with the command that
+restores it: `d1ctl rollback ENV --bookmark PATH`.")]
+    Reset(ResetArgs),
+
     /// Apply the migrations `promote --to ENV` would apply to a copy of ENV's data, and compare.
     #[command(after_help = "\
 Examples:

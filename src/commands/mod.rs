@@ -22,6 +22,7 @@ mod context;
 mod data_steps;
 mod fleet;
 mod output;
+mod replace;
 
 mod apply;
 mod auth;
@@ -36,6 +37,7 @@ mod new;
 mod promote;
 mod pull;
 mod rehearse;
+mod reset;
 mod rollback;
 mod sim;
 mod status;
@@ -204,6 +206,7 @@ pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
         Command::Rollback(args) => Some(&mut args.yes),
         Command::Baseline(args) => Some(&mut args.yes),
         Command::Pull(args) => Some(&mut args.yes),
+        Command::Reset(args) => Some(&mut args.yes),
         _ => None,
     };
     let yes = match own_yes {
@@ -217,6 +220,7 @@ pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
         Command::Apply(args) if !args.dry_run => FolderCreation::For(args.environment.clone()),
         Command::Baseline(args) => FolderCreation::For(args.environment.clone()),
         Command::Pull(args) => FolderCreation::For(args.into.clone()),
+        Command::Reset(args) if !args.dry_run => FolderCreation::For(args.environment.clone()),
         Command::Promote(args) if !args.dry_run && args.cascade => FolderCreation::Any,
         Command::Promote(args) if !args.dry_run => FolderCreation::For(args.to.clone()),
         _ => FolderCreation::Never,
@@ -242,6 +246,7 @@ pub(crate) async fn run(mut cli: Cli, printer: Printer) -> ExitStatus {
         Command::Drift(args) => drift::drift(args, &context).await,
         Command::Export(args) => export::export(args, &context).await,
         Command::Pull(args) => pull::pull(args, &context).await,
+        Command::Reset(args) => reset::reset(args, &context).await,
         Command::Plan(args) => promote::plan(args, &context).await,
         Command::Promote(args) => promote::promote(args, &context).await,
         Command::Rollback(args) => rollback::rollback(args, &context).await,

@@ -26,6 +26,7 @@ mod names;
 mod promote;
 mod rehearse;
 mod release;
+mod reset;
 mod rows;
 mod sim;
 mod sim_fleet;

@@ -1,5 +1,5 @@
 //! The one write engine. Every command that writes (`apply`, `promote`, `baseline`,
-//! `rollback`, `pull`) runs a [`Job`] through [`run`], which does the same steps in the same
+//! `rollback`, `pull`, `reset`) runs a [`Job`] through [`run`], which does the same steps in the same
 //! order for all of them:
 //!
 //! 1. read the target and plan; show the plan; stop if there is nothing to do or a gate blocks;

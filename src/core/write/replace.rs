@@ -1,9 +1,11 @@
-//! The job of `pull`: replace a local SQLite env with a copy of another env's schema and data.
+//! The job of `pull` and `reset`: replace a local SQLite env's whole file with a new one.
 //!
-//! The source is dumped in D1's format and the dump executed into a new file beside the target
-//! before the lock (a long read needs no lock). Under the lock the target's current file is the
-//! session's rollback point (a backup), the copy drops what belongs to the source (its lock
-//! rows, sessions and rollback points, which name the source's bookmarks) and records this
+//! The new file is built beside the target before the lock (a long read needs no lock): for
+//! `pull` (and `reset --from`) the source is dumped in D1's format and the dump executed into
+//! it; for `reset` every migration of the folder is applied to it by `core::apply`, each with
+//! its ledger rows, exactly as `apply` writes them. Under the lock the target's current file is
+//! the session's rollback point (a backup), the new file drops what belongs to a source (its
+//! lock rows, sessions and rollback points, which name the source's bookmarks) and records this
 //! session and its point instead, and is renamed over the target.
 
 use std::io::BufReader;
@@ -14,73 +16,105 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
-use crate::backend::{Backend, BackendError, Statement};
-use crate::core::apply::ApplyReporter;
+use crate::backend::{Backend, BackendError, BackendKind, Statement};
+use crate::core::apply::{self, Applied, ApplyReporter, Extras, Problem};
 use crate::core::export::{ExportReporter, Purpose, Source};
-use crate::core::ledger::{D1CTL_TABLE, DRIZZLE_TABLE};
+use crate::core::ledger::{D1CTL_TABLE, DRIZZLE_TABLE, LedgerState, Ledgers};
 use crate::core::lock::Holder;
+use crate::core::migrations::{Migration, MigrationSet};
+use crate::core::schema::Snapshot;
 use crate::core::temp::TempFile;
 use crate::core::write::session;
 use crate::core::write::{Job, Readiness, Session, UnitFailure, Written};
 use crate::d1::dump::DumpOptions;
+use crate::local::SqliteBackend;
 use crate::local::dump::{load, open_read_only};
 
 #[derive(Debug, thiserror::Error)]
-pub enum PullError {
+pub enum ReplaceError {
     #[error("could not dump the source")]
     Export(#[from] crate::core::export::ExportError),
-    #[error("could not build the copy in `{path}`: {message}")]
+    #[error("could not build the new file in `{path}`: {message}")]
     Build { path: String, message: String },
+    /// A migration failed on the new file; the target was not touched.
+    #[error("{headline}; the new file was discarded and `{target}` was not touched")]
+    Migration { headline: String, target: String },
 }
 
-pub struct PullJob<'a> {
-    pub source: &'a Source<'a>,
+/// What the new file is made of.
+pub enum Content<'a> {
+    /// `pull`: a copy of another env's schema and data.
+    Copy {
+        source: &'a Source<'a>,
+        /// Where the dump is written.
+        tmp_dir: &'a Path,
+        reporter: &'a dyn ExportReporter,
+    },
+    /// `reset`: every migration of the folder, applied with its ledger rows; no data.
+    Migrations {
+        set: &'a MigrationSet,
+        ledgers: &'a Ledgers,
+        /// Who applies, as recorded in d1ctl's ledger.
+        actor: &'a str,
+        /// The target's `d1_rules`: the new file is judged as the target would be.
+        d1_rules: bool,
+        reporter: &'a dyn ApplyReporter,
+    },
+}
+
+pub struct ReplaceJob<'a> {
+    pub content: Content<'a>,
     pub target_env: &'a str,
     pub target: &'a Path,
     /// The project's wrangler ledger table name (a ledger, not user data).
     pub wrangler_table: &'a str,
-    pub tmp_dir: &'a Path,
-    pub reporter: &'a dyn ExportReporter,
+    /// The command, for the confirmation: `pull`, `reset`.
+    pub verb: &'a str,
     built: Mutex<Option<Built>>,
 }
 
 struct Built {
     file: TempFile,
-    tables: usize,
-    bytes: u64,
-    foreign_key_violations: u64,
+    done: Replaced,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct PullPlan {
-    /// The target's own tables that hold rows (what the copy replaces).
+pub struct ReplacePlan {
+    /// The target's own tables that hold rows (what the new file replaces).
     pub with_data: Vec<String>,
+    /// Whether the target has a file at all.
+    pub exists: bool,
+    /// `reset`: the migrations the new file gets.
+    pub migrations: Vec<String>,
+    /// `reset`: what stops a migration from being applied at all (as `apply` checks).
+    pub problems: Vec<Problem>,
 }
 
-/// What the copy holds.
+/// What the new file holds.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Pulled {
+pub struct Replaced {
     pub tables: usize,
+    /// Size of the dump loaded (`pull`); 0 for a file built from the migrations.
     pub bytes: u64,
     pub foreign_key_violations: u64,
+    /// The migrations applied to the new file (`reset`).
+    pub applied: Vec<Applied>,
 }
 
-impl<'a> PullJob<'a> {
+impl<'a> ReplaceJob<'a> {
     pub fn new(
-        source: &'a Source<'a>,
+        content: Content<'a>,
+        verb: &'a str,
         target_env: &'a str,
         target: &'a Path,
         wrangler_table: &'a str,
-        tmp_dir: &'a Path,
-        reporter: &'a dyn ExportReporter,
     ) -> Self {
         Self {
-            source,
+            content,
             target_env,
             target,
             wrangler_table,
-            tmp_dir,
-            reporter,
+            verb,
             built: Mutex::new(None),
         }
     }
@@ -93,17 +127,17 @@ impl<'a> PullJob<'a> {
 }
 
 #[async_trait]
-impl Job for PullJob<'_> {
-    type Plan = PullPlan;
-    type Done = Pulled;
-    type Verified = Pulled;
+impl Job for ReplaceJob<'_> {
+    type Plan = ReplacePlan;
+    type Done = Replaced;
+    type Verified = Replaced;
     type After = bool;
 
     async fn plan(
         &self,
         _backend: &dyn Backend,
         _holder: Option<&Holder>,
-    ) -> Result<PullPlan, BackendError> {
+    ) -> Result<ReplacePlan, BackendError> {
         let with_data =
             tokio::task::block_in_place(|| tables_with_rows(self.target, self.wrangler_table))
                 .map_err(|error| BackendError::Unavailable {
@@ -113,18 +147,37 @@ impl Job for PullJob<'_> {
                     ),
                     hint: None,
                 })?;
-        Ok(PullPlan { with_data })
+        let (migrations, problems) = match &self.content {
+            Content::Copy { .. } => (Vec::new(), Vec::new()),
+            Content::Migrations { set, .. } => {
+                let all: Vec<&Migration> = set.migrations.iter().collect();
+                (
+                    all.iter().map(|m| m.name.clone()).collect(),
+                    apply::check_pending(&all, BackendKind::Sqlite),
+                )
+            }
+        };
+        Ok(ReplacePlan {
+            with_data,
+            exists: self.target.exists(),
+            migrations,
+            problems,
+        })
     }
 
-    fn readiness(&self, _plan: &PullPlan) -> Readiness {
-        Readiness::Ready
+    fn readiness(&self, plan: &ReplacePlan) -> Readiness {
+        if plan.problems.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::Blocked
+        }
     }
 
-    fn same(&self, shown: &PullPlan, now: &PullPlan) -> bool {
+    fn same(&self, shown: &ReplacePlan, now: &ReplacePlan) -> bool {
         shown.with_data == now.with_data
     }
 
-    fn confirmation(&self, plan: &PullPlan) -> Option<String> {
+    fn confirmation(&self, plan: &ReplacePlan) -> Option<String> {
         (!plan.with_data.is_empty()).then(|| {
             let shown: Vec<String> = plan
                 .with_data
@@ -137,40 +190,60 @@ impl Job for PullJob<'_> {
             } else {
                 String::new()
             };
+            let with = match &self.content {
+                Content::Copy { source, .. } => format!("`{}`'s data", source.env.name),
+                Content::Migrations { .. } => {
+                    "a new one holding every migration and no rows".to_owned()
+                }
+            };
             format!(
-                "env `{}` (`{}`) holds rows in {} table{} ({}{more}); `pull` replaces the whole file with `{}`'s data (its current file is kept under `.d1ctl/backups/`)",
+                "env `{}` (`{}`) holds rows in {} table{} ({}{more}); `{}` replaces the whole file with {with} (its current file is kept under `.d1ctl/backups/`)",
                 self.target_env,
                 self.target.display(),
                 plan.with_data.len(),
                 if plan.with_data.len() == 1 { "" } else { "s" },
                 shown.join(", "),
-                self.source.env.name,
+                self.verb,
             )
         })
     }
 
-    async fn prepare(&self, _plan: &PullPlan) -> anyhow::Result<()> {
-        let options = DumpOptions::default();
-        self.source
-            .check(self.reporter, &options, Purpose::Pull)
-            .await
-            .map_err(PullError::from)?;
-        let dump = TempFile::new(
-            self.tmp_dir,
-            &format!("pull-{}", file_safe(&self.source.env.name)),
-            "sql",
-        );
-        let bytes = self
-            .source
-            .dump_to_file(self.reporter, &options, dump.path(), Purpose::Pull)
-            .await
-            .map_err(PullError::from)?;
-        self.reporter.detail(&format!(
-            "dumped `{}` ({bytes} bytes) to `{}`",
-            self.source.env.name,
-            dump.path().display()
-        ));
-        let built = tokio::task::block_in_place(|| build(dump.path(), self.target, bytes))?;
+    async fn prepare(&self, _plan: &ReplacePlan) -> anyhow::Result<()> {
+        let built = match &self.content {
+            Content::Copy {
+                source,
+                tmp_dir,
+                reporter,
+            } => {
+                let options = DumpOptions::default();
+                source
+                    .check(*reporter, &options, Purpose::Pull)
+                    .await
+                    .map_err(ReplaceError::from)?;
+                let dump = TempFile::new(
+                    tmp_dir,
+                    &format!("pull-{}", file_safe(&source.env.name)),
+                    "sql",
+                );
+                let bytes = source
+                    .dump_to_file(*reporter, &options, dump.path(), Purpose::Pull)
+                    .await
+                    .map_err(ReplaceError::from)?;
+                reporter.detail(&format!(
+                    "dumped `{}` ({bytes} bytes) to `{}`",
+                    source.env.name,
+                    dump.path().display()
+                ));
+                tokio::task::block_in_place(|| build(dump.path(), self.target, bytes))?
+            }
+            Content::Migrations {
+                set,
+                ledgers,
+                actor,
+                d1_rules,
+                reporter,
+            } => build_fresh(set, ledgers, actor, *d1_rules, *reporter, self.target).await?,
+        };
         *self.built() = Some(built);
         Ok(())
     }
@@ -178,25 +251,20 @@ impl Job for PullJob<'_> {
     async fn write(
         &self,
         session: &Session<'_>,
-        _plan: &PullPlan,
+        _plan: &ReplacePlan,
         _reporter: &dyn ApplyReporter,
-    ) -> Written<Pulled> {
+    ) -> Written<Replaced> {
         let Some(built) = self.built().take() else {
             return Written {
-                done: Pulled::default(),
+                done: Replaced::default(),
                 failure: Some(UnitFailure::Other {
-                    headline: "the copy was not built; nothing was replaced".to_owned(),
+                    headline: "the new file was not built; nothing was replaced".to_owned(),
                     error: BackendError::Unavailable {
-                        message: "no copy".to_owned(),
+                        message: "no new file".to_owned(),
                         hint: None,
                     },
                 }),
             };
-        };
-        let done = Pulled {
-            tables: built.tables,
-            bytes: built.bytes,
-            foreign_key_violations: built.foreign_key_violations,
         };
         let record = session::record_statements(
             &session.holder.id,
@@ -215,14 +283,14 @@ impl Job for PullJob<'_> {
         });
         match result {
             Ok(()) => Written {
-                done,
+                done: built.done,
                 failure: None,
             },
             Err(message) => Written {
-                done: Pulled::default(),
+                done: Replaced::default(),
                 failure: Some(UnitFailure::Other {
                     headline: format!(
-                        "could not put the copy in place of `{}`: {message}",
+                        "could not put the new file in place of `{}`: {message}",
                         self.target.display()
                     ),
                     error: BackendError::Unavailable {
@@ -240,15 +308,13 @@ impl Job for PullJob<'_> {
     async fn verify(
         &self,
         backend: &dyn Backend,
-        _plan: &PullPlan,
-        done: &Pulled,
+        _plan: &ReplacePlan,
+        done: &Replaced,
         _release: Vec<Statement>,
-    ) -> Result<Pulled, BackendError> {
+    ) -> Result<Replaced, BackendError> {
         // The lock row went with the old file (now the backup, where a restore clears it):
-        // the copy has nothing to release.
-        let statements = vec![Statement::new(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' OR name = '_d1ctl_migrations')",
-        )];
+        // the new file has nothing to release.
+        let statements = vec![Statement::new(COUNT_TABLES)];
         let rows = backend.batch(&statements).await?;
         let tables = rows
             .last()
@@ -256,17 +322,20 @@ impl Job for PullJob<'_> {
             .and_then(|row| row.first())
             .and_then(crate::backend::Value::as_i64)
             .unwrap_or_default();
-        Ok(Pulled {
+        Ok(Replaced {
             tables: usize::try_from(tables).unwrap_or_default(),
             ..done.clone()
         })
     }
 
     async fn read_back(&self, _backend: &dyn Backend) -> Result<bool, BackendError> {
-        // Whether the target is still the old file: the copy is renamed over it in one step.
+        // Whether the target is still the old file: the new one is renamed over it in one step.
         Ok(self.target.exists())
     }
 }
+
+/// Tables of a database, ledgers included, SQLite's own and d1ctl's bookkeeping left out.
+const COUNT_TABLES: &str = "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' OR name = '_d1ctl_migrations')";
 
 /// The target's own tables that hold at least one row: the ledgers, d1ctl's bookkeeping and
 /// SQLite's and Cloudflare's internal tables do not count. A table that cannot be read counts.
@@ -316,13 +385,8 @@ fn tables_with_rows(path: &Path, wrangler_table: &str) -> rusqlite::Result<Vec<S
     Ok(with_rows)
 }
 
-/// Executes the dump into a new file beside the target (same folder, so the final rename is
-/// atomic).
-fn build(dump: &Path, target: &Path, bytes: u64) -> anyhow::Result<Built> {
-    let failed = |message: String| PullError::Build {
-        path: target.display().to_string(),
-        message,
-    };
+/// A new file's name beside the target (same folder, so the final rename is atomic).
+fn new_file(target: &Path, kind: &str) -> std::io::Result<TempFile> {
     let dir = target
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
@@ -331,26 +395,92 @@ fn build(dump: &Path, target: &Path, bytes: u64) -> anyhow::Result<Built> {
     let name = target
         .file_name()
         .map_or_else(|| "database".into(), |name| name.to_string_lossy());
-    let file = TempFile::new(dir, &format!(".{name}.d1ctl-pull"), "tmp");
+    Ok(TempFile::new(dir, &format!(".{name}.d1ctl-{kind}"), "tmp"))
+}
+
+/// Counts the new file's tables and closes it, leaving no side files.
+fn close_new(connection: Connection, path: &Path) -> Result<usize, String> {
+    let tables: i64 = connection
+        .query_row(COUNT_TABLES, [], |row| row.get(0))
+        .map_err(|error| error.to_string())?;
+    connection.close().map_err(|(_, error)| error.to_string())?;
+    remove_side_files(path, &["-journal", "-wal", "-shm"]).map_err(|error| error.to_string())?;
+    Ok(usize::try_from(tables).unwrap_or_default())
+}
+
+/// Executes the dump into a new file beside the target.
+fn build(dump: &Path, target: &Path, bytes: u64) -> anyhow::Result<Built> {
+    let failed = |message: String| ReplaceError::Build {
+        path: target.display().to_string(),
+        message,
+    };
+    let file = new_file(target, "pull")?;
     let connection = crate::local::open(file.path()).map_err(|error| failed(error.to_string()))?;
     let reader = BufReader::with_capacity(256 * 1024, fs_err::File::open(dump)?);
     let loaded = load(&connection, reader).map_err(|error| failed(error.to_string()))?;
-    let tables: i64 = connection
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (name NOT LIKE '\\_d1ctl\\_%' ESCAPE '\\' OR name = '_d1ctl_migrations')",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(|error| failed(error.to_string()))?;
-    connection
-        .close()
-        .map_err(|(_, error)| failed(error.to_string()))?;
-    remove_side_files(file.path(), &["-journal", "-wal", "-shm"])?;
+    let tables = close_new(connection, file.path()).map_err(failed)?;
     Ok(Built {
         file,
-        tables: usize::try_from(tables).unwrap_or_default(),
-        bytes,
-        foreign_key_violations: loaded.foreign_key_violations,
+        done: Replaced {
+            tables,
+            bytes,
+            foreign_key_violations: loaded.foreign_key_violations,
+            applied: Vec::new(),
+        },
+    })
+}
+
+/// Applies every migration of the folder to a new, empty file beside the target, through the
+/// same code and with the same ledger rows as `apply` (no lock or session: nobody else knows
+/// the file yet).
+async fn build_fresh(
+    set: &MigrationSet,
+    ledgers: &Ledgers,
+    actor: &str,
+    d1_rules: bool,
+    reporter: &dyn ApplyReporter,
+    target: &Path,
+) -> anyhow::Result<Built> {
+    let failed = |message: String| ReplaceError::Build {
+        path: target.display().to_string(),
+        message,
+    };
+    let file = new_file(target, "reset")?;
+    let backend = SqliteBackend::new(file.path(), d1_rules);
+    let all: Vec<&Migration> = set.migrations.iter().collect();
+    let outcome = apply::apply(
+        &backend,
+        ledgers,
+        &LedgerState::default(),
+        &Snapshot::default(),
+        &all,
+        actor,
+        &Extras::default(),
+        reporter,
+    )
+    .await;
+    // Closed before anything else touches the file (or the temp file's drop removes it).
+    backend.release_files();
+    if let Some(failure) = outcome.failure {
+        return Err(ReplaceError::Migration {
+            headline: failure.headline(),
+            target: target.display().to_string(),
+        }
+        .into());
+    }
+    let tables = tokio::task::block_in_place(|| {
+        let connection = crate::local::open(file.path()).map_err(|error| error.to_string())?;
+        close_new(connection, file.path())
+    })
+    .map_err(failed)?;
+    Ok(Built {
+        file,
+        done: Replaced {
+            tables,
+            bytes: 0,
+            foreign_key_violations: 0,
+            applied: outcome.applied,
+        },
     })
 }
 
