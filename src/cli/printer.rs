@@ -159,6 +159,10 @@ impl Printer {
 
     /// A child process's standard output sent to stderr, so stdout stays data (hooks, step
     /// commands); the child gets no output when stderr cannot be shared.
+    #[expect(
+        clippy::unused_self,
+        reason = "the printer owns where output goes, so callers ask it"
+    )]
     pub(crate) fn stderr_stdio(&self) -> std::process::Stdio {
         use std::os::fd::AsFd as _;
         std::io::stderr()

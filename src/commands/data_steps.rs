@@ -74,6 +74,10 @@ pub(crate) struct StepRun<'a> {
 
 impl Context {
     /// The project's `[[step]]`s, their files read and checked against the migrations.
+    #[expect(
+        clippy::unused_self,
+        reason = "beside `registry()` and `migrations()`, where commands load the project"
+    )]
     pub(crate) fn steps(
         &self,
         registry: &Registry,

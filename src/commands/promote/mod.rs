@@ -115,7 +115,10 @@ async fn run(args: &PromoteArgs, context: &Context, dry_run: bool) -> anyhow::Re
         let report =
             promote_rung(args, context, &registry, &set, &data_steps, env, dry_run).await?;
         let stop = matches!(report.outcome, "blocked" | "refused" | "failed")
-            || report.step_runs.iter().any(|r| r.must_act());
+            || report
+                .step_runs
+                .iter()
+                .any(crate::commands::data_steps::StepReport::must_act);
         if stop || report.verified == Some(false) {
             status = ExitStatus::Failure;
         }

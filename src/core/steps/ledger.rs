@@ -154,7 +154,6 @@ pub async fn read(backend: &dyn Backend) -> Result<Vec<StepRecord>, BackendError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend as _;
     use crate::local::SqliteBackend;
 
     #[tokio::test]

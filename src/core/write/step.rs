@@ -116,7 +116,7 @@ impl StepJob<'_> {
         }
     }
 
-    fn command_failure(&self, headline: String, error: std::io::Error) -> UnitFailure {
+    fn command_failure(headline: String, error: std::io::Error) -> UnitFailure {
         UnitFailure::Other {
             headline,
             error: BackendError::Other(OtherError::new(error, None)),
@@ -472,7 +472,7 @@ impl StepJob<'_> {
                     .await;
                 return Written {
                     done,
-                    failure: Some(self.command_failure(
+                    failure: Some(Self::command_failure(
                         format!(
                             "could not start the command of step `{}` (`{command}`): {error}; the step is recorded as started, and interrupted",
                             step.name
@@ -519,7 +519,7 @@ impl StepJob<'_> {
             },
             (Some(how), _) => Written {
                 done,
-                failure: Some(self.command_failure(
+                failure: Some(Self::command_failure(
                     format!(
                         "the command of step `{}` ended with {how} on `{}`; the step is recorded as interrupted",
                         step.name, self.env
