@@ -304,7 +304,7 @@ async fn promote_rung(
         Outcome::UpToDate => {
             report.outcome = "up_to_date";
             printer.message(&format!(
-                "`{}` is up to date with `{}`: no migration to apply",
+                "`{}` is up to date with `{}`: nothing to do",
                 env.name, report.plan.source
             ));
             if !dry_run && !data_steps.is_empty() {
