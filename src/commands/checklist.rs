@@ -44,23 +44,19 @@ pub(crate) async fn checklist(
     } = context
         .read_rung(&registry, &set, &ledgers, env, false)
         .await?;
-    let planned_steps = if data_steps.is_empty() {
-        Vec::new()
-    } else {
-        let below = context.steps_below(&registry, env).await?;
-        let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
-        let planned = crate::core::steps::plan::preview(
+    let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
+    let (_, planned_steps) = context
+        .plan_steps(
+            &registry,
+            env,
             &data_steps,
-            &env.name,
             backend.as_ref(),
             &target.statuses,
             &pending,
-            &below,
         )
         .await?;
-        plan.gates.extend(crate::core::steps::plan::gate(&planned));
-        planned
-    };
+    plan.gates
+        .extend(crate::core::steps::plan::gate(&planned_steps));
     let facts = facts(
         context,
         &registry,

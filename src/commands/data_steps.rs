@@ -10,9 +10,11 @@ use crate::cli::reporter::WriteProgress;
 use crate::cli::step_progress::StepProgress;
 use crate::commands::{Context, WriteRequest, actor, simulator_mark};
 use crate::core::ledger::Ledgers;
+use crate::core::ledger::MigrationStatus;
 use crate::core::migrations::MigrationSet;
 use crate::core::registry::{Environment, Registry, Target};
-use crate::core::steps::{self, Body, Decision, Rerun, Step, StepRecord, StepState};
+use crate::core::steps::plan::{Below, PlannedStep};
+use crate::core::steps::{self, Body, Decision, Rerun, Step, StepRecord, StepState, StepStatus};
 use crate::core::write::step::{CommandEnvironment, StepJob, StepPlan, TOKEN_FOR_COMMAND};
 use crate::core::write::{Failure, Outcome};
 use crate::d1::client::DEFAULT_BASE_URL;
@@ -65,6 +67,8 @@ pub(crate) struct StepRun<'a> {
     pub(crate) step: &'a Step,
     /// The rung below and its record of the step (`None`: the env's source is the folder).
     pub(crate) source: Option<(&'a str, Option<StepRecord>)>,
+    /// The step's status and estimate when the caller just read them (else read here).
+    pub(crate) read: Option<(StepStatus, Option<i64>)>,
     pub(crate) rerun: Rerun,
     pub(crate) yes: bool,
     pub(crate) dry_run: bool,
@@ -106,6 +110,27 @@ impl Context {
                 ))
             })?;
         Ok(Some((below.name.clone(), records)))
+    }
+
+    /// What a promotion to `env` would do with each step once `pending` is applied (the
+    /// target's `migrations` as read), with the rung below's records; nothing is read when the
+    /// project has no step. `plan`, `promote` and `checklist` show it.
+    pub(crate) async fn plan_steps(
+        &self,
+        registry: &Registry,
+        env: &Environment,
+        steps: &[Step],
+        backend: &dyn Backend,
+        migrations: &[MigrationStatus],
+        pending: &[String],
+    ) -> anyhow::Result<(Below, Vec<PlannedStep>)> {
+        if steps.is_empty() {
+            return Ok((None, Vec::new()));
+        }
+        let below = self.steps_below(registry, env).await?;
+        let planned =
+            steps::plan::preview(steps, &env.name, backend, migrations, pending, &below).await?;
+        Ok((below, planned))
     }
 
     /// What a command step gets: the env's identity, and its token only when it needs it.
@@ -166,13 +191,17 @@ impl Context {
         let printer = &self.printer;
         let env = run.env;
         let step = run.step;
-        let (status, estimate) =
-            crate::core::write::step::read_status(run.backend, run.set, run.ledgers, step, &[])
-                .await
-                .map_err(|error| {
-                    anyhow::Error::from(error)
-                        .context(format!("could not read the data steps of `{}`", env.name))
-                })?;
+        let (status, estimate) = match run.read {
+            Some(read) => read,
+            None => {
+                crate::core::write::step::read_status(run.backend, run.set, run.ledgers, step, &[])
+                    .await
+                    .map_err(|error| {
+                        anyhow::Error::from(error)
+                            .context(format!("could not read the data steps of `{}`", env.name))
+                    })?
+            }
+        };
         let progress = StepProgress::new(printer, &step.name);
         let run_by = actor();
         let job = StepJob {

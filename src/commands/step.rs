@@ -57,6 +57,7 @@ async fn run(args: StepRunArgs, context: &Context) -> anyhow::Result<ExitStatus>
             backend: backend.as_ref(),
             step,
             source,
+            read: None,
             rerun,
             yes: context.yes,
             dry_run: args.dry_run,

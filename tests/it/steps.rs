@@ -431,6 +431,7 @@ fn a_failing_command_is_recorded_as_interrupted_with_its_exit_status() {
     let step = &status["environments"][0]["steps"][0];
     assert_eq!(step["state"], "interrupted");
     assert_eq!(step["record"]["ended"], "exit status 3");
+    assert_eq!(ladder.local("SELECT count(*) FROM posts"), ["4"]);
 }
 
 #[test]
@@ -452,6 +453,12 @@ fn a_command_step_gets_the_envs_identity_and_the_token_only_when_it_needs_it() {
             &format!("staging|d1|app-staging|{STAGING}|{ACCOUNT}|"),
             &format!("staging|d1|app-staging|{STAGING}|{ACCOUNT}|token"),
         ]
+    );
+    // The commands changed no row, and the posts of both envs are still there.
+    assert_eq!(ladder.local("SELECT count(*) FROM posts"), ["2"]);
+    assert_eq!(
+        sim_rows(&ladder.sim, STAGING, "SELECT count(*) FROM posts"),
+        ["2"]
     );
 }
 

@@ -185,28 +185,23 @@ async fn promote_rung(
         step_runs: Vec::new(),
     };
     let mut extra_gates = Vec::new();
-    let below = if data_steps.is_empty() {
-        None
-    } else {
-        context.steps_below(registry, env).await?
-    };
-    if !data_steps.is_empty() {
-        let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
-        report.steps = crate::core::steps::plan::preview(
+    let pending: Vec<String> = plan.pending.iter().map(|p| p.name.clone()).collect();
+    let (below, planned_steps) = context
+        .plan_steps(
+            registry,
+            env,
             data_steps,
-            &env.name,
             backend.as_ref(),
             &target.statuses,
             &pending,
-            &below,
         )
         .await?;
-        // An edited step blocks like an edited migration; an interrupted one is the user's to
-        // check, and waits for them without holding the migrations back.
-        if let Some(gate) = crate::core::steps::plan::gate(&report.steps) {
-            extra_gates.push(gate.clone());
-            plan.gates.push(gate);
-        }
+    report.steps = planned_steps;
+    // An edited step blocks like an edited migration; an interrupted one is the user's to
+    // check, and waits for them without holding the migrations back.
+    if let Some(gate) = crate::core::steps::plan::gate(&report.steps) {
+        extra_gates.push(gate.clone());
+        plan.gates.push(gate);
     }
     if args.rehearse && !plan.pending.is_empty() {
         // Before anything is written: the gate blocks like any other.
@@ -255,6 +250,20 @@ async fn promote_rung(
         extra_gates,
     };
     let kind = backend.kind();
+    let run_steps = |known, yes| {
+        steps::run(
+            context,
+            registry,
+            set,
+            &ledgers,
+            env,
+            backend.as_ref(),
+            data_steps,
+            &below,
+            known,
+            yes,
+        )
+    };
     let planned_steps = steps::plan_lines(&report.steps);
     let progress = WriteProgress::new(
         printer,
@@ -307,19 +316,10 @@ async fn promote_rung(
                 "`{}` is up to date with `{}`: nothing to do",
                 env.name, report.plan.source
             ));
-            if !dry_run && !data_steps.is_empty() {
-                report.step_runs = steps::run(
-                    context,
-                    registry,
-                    set,
-                    &ledgers,
-                    env,
-                    backend.as_ref(),
-                    data_steps,
-                    &below,
-                    args.yes,
-                )
-                .await?;
+            if !dry_run {
+                // Nothing was written since the steps were planned: that plan stands.
+                let known = report.steps.clone();
+                report.step_runs = run_steps(Some(&known), args.yes).await?;
             }
             return Ok(report);
         }
@@ -431,20 +431,9 @@ async fn promote_rung(
             printer.paint(Style::Cyan, "rollback")
         ));
     }
-    if report.verified == Some(true) && !data_steps.is_empty() {
+    if report.verified == Some(true) {
         // The promotion's plan listed these steps and its confirmation covered them.
-        report.step_runs = steps::run(
-            context,
-            registry,
-            set,
-            &ledgers,
-            env,
-            backend.as_ref(),
-            data_steps,
-            &below,
-            true,
-        )
-        .await?;
+        report.step_runs = run_steps(None, true).await?;
     }
     if !args.no_hooks && !run_hooks(context, registry, env, "after", &env.after)? {
         report.messages.push("an `after` hook failed".to_owned());

@@ -29,14 +29,15 @@ pub(super) fn plan_lines(planned: &[PlannedStep]) -> String {
         };
         out.push_str(&format!(
             "    {} ({}, after {}): {what}\n",
-            step.name, step.kind, step.after
+            step.status.name, step.status.kind, step.status.after
         ));
     }
     out
 }
 
 /// Runs the rung's steps after its migrations, in order; stops at the first that the user
-/// must act on. `yes` carries the promotion's approval to the steps its plan listed.
+/// must act on. `yes` carries the promotion's approval to the steps its plan listed; `known`
+/// is the plan of the steps when the target was not written since it was read.
 #[expect(
     clippy::too_many_arguments,
     reason = "the rung as the promotion read it, passed on to each step's session"
@@ -50,12 +51,20 @@ pub(super) async fn run(
     backend: &dyn Backend,
     steps: &[Step],
     below: &Below,
+    known: Option<&[PlannedStep]>,
     yes: bool,
 ) -> anyhow::Result<Vec<StepReport>> {
+    if steps.is_empty() {
+        return Ok(Vec::new());
+    }
     let printer = &context.printer;
-    let state = ledgers.read(backend).await?;
-    let migrations = crate::core::ledger::compare(set, &state, set.layout);
-    let planned = preview(steps, &env.name, backend, &migrations, &[], below).await?;
+    let planned = if let Some(known) = known {
+        known.to_vec()
+    } else {
+        let state = ledgers.read(backend).await?;
+        let migrations = crate::core::ledger::compare(set, &state, set.layout);
+        preview(steps, &env.name, backend, &migrations, &[], below).await?
+    };
     let mut reports = Vec::new();
     for (step, plan) in steps.iter().zip(planned) {
         match &plan.decision {
@@ -83,6 +92,7 @@ pub(super) async fn run(
                 backend,
                 step,
                 source: source_of(below, step),
+                read: Some((plan.status.clone(), plan.estimated_rows)),
                 rerun: Rerun::No,
                 yes,
                 dry_run: false,
@@ -127,7 +137,7 @@ fn blocked_report(
         kind: step.kind(),
         after: step.after.clone(),
         outcome: "blocked",
-        state: plan.state,
+        state: plan.status.state,
         why: Some(why.to_owned()),
         hint: Some(hint.to_owned()),
         estimated_rows: plan.estimated_rows,

@@ -455,10 +455,10 @@ fn render_steps(out: &mut String, checklist: &Checklist) {
         let _ = writeln!(
             out,
             "| `{}` | {} | `{}` | {source} | {} | {action} |",
-            step.name,
-            step.kind,
-            step.after,
-            step.state.as_str(),
+            step.status.name,
+            step.status.kind,
+            step.status.after,
+            step.status.state.as_str(),
         );
     }
 }

@@ -7,16 +7,15 @@ use serde::Serialize;
 use crate::backend::Backend;
 use crate::core::ledger::MigrationStatus;
 use crate::core::promote::Gate;
-use crate::core::steps::{self, Decision, Rerun, Step, StepRecord, StepState};
+use crate::core::steps::{self, Decision, Rerun, Step, StepRecord, StepState, StepStatus};
 use crate::core::write::step::estimate;
 
 /// A step as the promotion plans it: what it is on the target, and what the promotion does.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
-    pub name: String,
-    pub kind: &'static str,
-    pub after: String,
-    pub state: StepState,
+    /// What the step is on the target now (name, kind, after, state, record).
+    #[serde(flatten)]
+    pub status: StepStatus,
     #[serde(flatten)]
     pub decision: Decision,
     pub estimated_rows: Option<i64>,
@@ -68,10 +67,7 @@ pub async fn preview(
             None
         };
         planned.push(PlannedStep {
-            name: step.name.clone(),
-            kind: step.kind(),
-            after: step.after.clone(),
-            state: status.state,
+            status,
             decision,
             estimated_rows,
             source_record: source_of(below, step).and_then(|(_, record)| record),
@@ -86,7 +82,7 @@ pub fn gate(planned: &[PlannedStep]) -> Option<Gate> {
     let edited: Vec<&str> = planned
         .iter()
         .filter_map(|step| match &step.decision {
-            Decision::Blocked { why, .. } if step.state != StepState::Interrupted => {
+            Decision::Blocked { why, .. } if step.status.state != StepState::Interrupted => {
                 Some(why.as_str())
             }
             _ => None,
